@@ -1,0 +1,32 @@
+"""tfmask: masking for masked pre-training and fine-tuning in TensorFlow/Keras."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tfmask",
+    version="0.1.0",
+    description=(
+        "Correct attention masks, masked Keras layers and on-the-fly masking "
+        "pipelines for masked pre-training and fine-tuning."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tfmask", "tfmask.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # The full `tensorflow` wheel runs on CPU and is what tensorflow-text
+        # pins against; on GPUs install `tensorflow[and-cuda]` instead.
+        "tensorflow>=2.21,<2.22",
+        "tensorflow-text>=2.21,<2.22",
+        "keras>=3.15",
+        "keras-hub>=0.32",
+        "tensorflow-datasets>=4.9",
+        "absl-py>=2.0",
+        "pyyaml>=6.0",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+    },
+    license="Apache-2.0",
+)

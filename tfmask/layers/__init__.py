@@ -1,0 +1,17 @@
+"""Keras 3 layers of tfmask, written with `keras.ops` and mask-aware."""
+
+from tfmask.layers.attention import MaskedMultiHeadAttention
+from tfmask.layers.embedding import MaskedEmbedding, sinusoidal_positions
+from tfmask.layers.heads import MaskedLMHead
+from tfmask.layers.lstm_decoder import MaskedLSTMDecoder
+from tfmask.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
+
+__all__ = [
+    "MaskedEmbedding",
+    "MaskedLMHead",
+    "MaskedLSTMDecoder",
+    "MaskedMultiHeadAttention",
+    "TransformerDecoderBlock",
+    "TransformerEncoderBlock",
+    "sinusoidal_positions",
+]

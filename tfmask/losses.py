@@ -1,0 +1,77 @@
+"""Masked losses: only positions with non-zero weight count, and they are
+averaged over the *sum of weights*, not over every position.
+
+With Keras' default `sum_over_batch_size`, a batch where 15 of 128 positions
+are masked divides by 128 and shrinks the loss ~8x; and a batch with no
+weighted position at all must give 0, not NaN. Both are handled here.
+"""
+
+import keras
+from keras import ops
+
+
+def per_token_crossentropy(labels, logits, from_logits=True):
+    """Sparse cross-entropy per position, computed in float32 ([B, P])."""
+    return keras.losses.sparse_categorical_crossentropy(
+        labels, ops.cast(logits, "float32"), from_logits=from_logits
+    )
+
+
+def masked_sparse_categorical_crossentropy(labels, logits, weights=None, from_logits=True):
+    """Weighted mean cross-entropy over the positions whose weight is > 0.
+
+    Args:
+        labels: int [B, P] target ids.
+        logits: [B, P, V] (or probabilities if `from_logits=False`).
+        weights: [B, P] loss weights (e.g. `mask_weights`); None = all 1.
+
+    Returns: float32 scalar; 0 when every weight is 0.
+
+    Example:
+    >>> import numpy as np
+    >>> logits = np.log(np.array([[[0.5, 0.5], [0.9, 0.1]]], "float32"))
+    >>> float(masked_sparse_categorical_crossentropy([[0, 1]], logits, [[1, 0]]))
+    0.693...
+    """
+    losses = per_token_crossentropy(labels, logits, from_logits)
+    if weights is None:
+        return ops.mean(losses)
+    weights = ops.cast(weights, "float32")
+    # `where`, not multiply: a weight-0 position may hold a garbage label.
+    weighted = ops.where(weights > 0, losses * weights, 0.0)
+    return ops.divide_no_nan(ops.sum(weighted), ops.sum(weights))
+
+
+@keras.saving.register_keras_serializable(package="tfmask")
+class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Keras loss: cross-entropy averaged over the sum of `sample_weight`.
+
+    Pass the mask weights as `sample_weight` (Keras' `fit` does this with
+    `(x, y, sample_weight)` datasets). Logits are cast to float32 first, so
+    mixed-precision models are safe.
+
+    Example:
+    >>> loss = MaskedSparseCategoricalCrossentropy()
+    >>> import numpy as np
+    >>> logits = np.zeros((1, 2, 4), "float32")
+    >>> round(float(loss([[1, 2]], logits, sample_weight=[[1, 0]])), 4)
+    1.3863
+    """
+
+    def __init__(
+        self,
+        from_logits=True,
+        reduction="mean_with_sample_weight",
+        name="masked_sparse_categorical_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = from_logits
+
+    def call(self, y_true, y_pred):
+        return per_token_crossentropy(y_true, y_pred, self.from_logits)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"from_logits": self.from_logits})
+        return config
