@@ -13,7 +13,9 @@ from keras import ops
 def per_token_crossentropy(labels, logits, from_logits=True):
     """Sparse cross-entropy per position, computed in float32 ([B, P])."""
     return keras.losses.sparse_categorical_crossentropy(
-        labels, ops.cast(logits, "float32"), from_logits=from_logits
+        ops.convert_to_tensor(labels),
+        ops.cast(logits, "float32"),
+        from_logits=from_logits,
     )
 
 
