@@ -356,10 +356,12 @@ def masked_softmax(scores, mask=None, axis=-1):
     """Softmax over `axis` that ignores masked entries; safe in low precision.
 
     Computes in float32 whatever the input dtype (float16 logits overflow in
-    `exp`), writes `mask_fill_value` at masked entries, and returns exact
-    zeros at masked entries, so a row with nothing to attend to yields an
-    all-zero row instead of NaN or a uniform distribution. The result has the
-    dtype of `scores`.
+    `exp`): masked logits get `mask_fill_value("float32")` added, so their
+    `exp` underflows to exactly 0, and rows with nothing to attend to are
+    multiplied by 0, so they give an all-zero row instead of NaN or a uniform
+    distribution. `mask` may be smaller than `scores` and broadcast (e.g.
+    [B, 1, T, S] against [B, H, T, S]); the bias is built at the mask's size,
+    once, not per head. The result has the dtype of `scores`.
 
     Example:
     >>> masked_softmax([[1.0, 1.0, 5.0]], [[True, True, False]]).numpy().tolist()
@@ -371,7 +373,6 @@ def masked_softmax(scores, mask=None, axis=-1):
     if mask is None:
         return ops.cast(ops.softmax(logits, axis=axis), out_dtype)
     mask = _as_bool(mask)
-    logits = ops.where(mask, logits, mask_fill_value("float32"))
-    probs = ops.softmax(logits, axis=axis)
-    probs = ops.where(mask, probs, 0.0)
-    return ops.cast(probs, out_dtype)
+    probs = ops.softmax(logits + mask_to_bias(mask, "float32"), axis=axis)
+    has_any = ops.cast(ops.any(mask, axis=axis, keepdims=True), "float32")
+    return ops.cast(probs * has_any, out_dtype)
