@@ -1,0 +1,55 @@
+"""The feature keys of tfmask batches, documented once.
+
+Every pipeline stage reads and writes dicts of tensors with these keys; a
+model builder reads the same keys. Shapes: B batch, S sequence length,
+P `max_predictions`, T target length. Masks are bool, True = real / kept.
+
+| key               | dtype   | shape  | meaning |
+|-------------------|---------|--------|---------|
+| `text`            | string  | [B]    | raw document text |
+| `words`           | string  | [B, None] ragged | words after basic tokenization (lower-cased if the tokenizer is) |
+| `token_ids`       | int32   | [B, S] | token ids, after masking if a strategy ran; 0-padded |
+| `word_ids`        | int32   | [B, S] | index of the word each token belongs to, -1 for special tokens and padding |
+| `padding_mask`    | bool    | [B, S] | True at real tokens |
+| `segment_ids`     | int32   | [B, S] | packed-document id per token, 1, 2, ...; 0 = padding |
+| `position_ids`    | int32   | [B, S] | position inside its own document (restarts per packed document) |
+| `token_type_ids`  | int32   | [B, S] | BERT sentence A/B type |
+| `entity_ids`      | int32   | [B, S] | index of the entity span a token belongs to, -1 outside entities |
+| `mask_positions`  | int32   | [B, P] | positions chosen by an MLM strategy (ascending; padded with 0) |
+| `mask_ids`        | int32   | [B, P] | original token ids at `mask_positions` (the labels) |
+| `mask_weights`    | float32 | [B, P] | 1 for real predictions, 0 for padding entries |
+| `labels`          | int32   | [B, S] or [B] | next-token targets (causal LM) or class labels |
+| `loss_weights`    | float32 | [B, S] | per-token loss weights (0 on prompt tokens and padding) |
+| `decoder_token_ids` | int32 | [B, T] | decoder inputs (targets shifted right) for encoder-decoder models |
+| `decoder_padding_mask` | bool | [B, T] | True at real decoder positions |
+| `targets`         | int32   | [B, T] | decoder targets (span corruption, translation) |
+| `feature_mask`    | bool    | like the input | dense feature masks: True = kept, Y = M * X |
+| `term_mask`       | bool    | [B, S] | True where `TermMasking` replaced a nuisance term |
+| `truncated`       | bool    | [B]    | True where tokenization cut a document to fit |
+
+MLM strategies follow keras-hub's output convention (`token_ids`,
+`mask_positions`, `mask_ids`, `mask_weights`, `padding_mask`), so keras-hub's
+`BertMaskedLM` and tfmask models both accept their batches.
+"""
+
+TEXT = "text"
+WORDS = "words"
+TOKEN_IDS = "token_ids"
+WORD_IDS = "word_ids"
+PADDING_MASK = "padding_mask"
+SEGMENT_IDS = "segment_ids"
+POSITION_IDS = "position_ids"
+TOKEN_TYPE_IDS = "token_type_ids"
+ENTITY_IDS = "entity_ids"
+MASK_POSITIONS = "mask_positions"
+MASK_IDS = "mask_ids"
+MASK_WEIGHTS = "mask_weights"
+LABELS = "labels"
+LOSS_WEIGHTS = "loss_weights"
+DECODER_TOKEN_IDS = "decoder_token_ids"
+DECODER_PADDING_MASK = "decoder_padding_mask"
+TARGETS = "targets"
+FEATURE_MASK = "feature_mask"
+TERM_MASK = "term_mask"
+TRUNCATED = "truncated"
+INPUTS = "inputs"

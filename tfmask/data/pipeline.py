@@ -1,0 +1,141 @@
+"""Composing a tf.data pipeline: text -> tokens -> fixed-length batches -> masks.
+
+    texts --batch--> tokenize_batch --> (TermMasking) --> mask_dataset(strategy)
+
+Each stage is a plain function over dicts of tensors (see
+`tfmask.data.features`), so stages can be tested alone and reordered.
+Dynamic masking: `mask_dataset` pairs every batch with seeds from
+`tf.data.Dataset.random(seed, rerandomize_each_iteration=True)`, so masks
+are reproducible from `seed` yet different in every epoch.
+"""
+
+import tensorflow as tf
+
+from tfmask.data import features as F
+from tfmask.text.tokenizer import add_special_tokens
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def entity_ids_from_bio(tags):
+    """Word-level BIO tags, ragged [B, W] strings -> entity index per word.
+
+    Entities are numbered 0, 1, ... within each row; words tagged "O" get -1.
+    An "I-X" that does not continue an entity of type X starts a new one
+    (the usual lenient BIO reading).
+
+    Example:
+    >>> tags = tf.ragged.constant([["B-PER", "I-PER", "O", "B-LOC", "I-ORG"]])
+    >>> entity_ids_from_bio(tags).to_list()
+    [[0, 0, -1, 1, 2]]
+    """
+    dense = tags.to_tensor(default_value="O")
+    prefix = tf.strings.substr(dense, 0, 2)
+    kind = tf.strings.regex_replace(dense, "^[BI]-", "")
+    outside = tf.equal(dense, "O") | (tf.strings.length(dense) < 3)
+    previous_kind = tf.pad(kind[:, :-1], [[0, 0], [1, 0]])
+    previous_outside = tf.pad(outside[:, :-1], [[0, 0], [1, 0]], constant_values=True)
+    continues = tf.equal(prefix, "I-") & ~previous_outside & tf.equal(kind, previous_kind)
+    starts = ~outside & ~continues
+    index = tf.cumsum(tf.cast(starts, tf.int32), axis=1) - 1
+    dense_ids = tf.where(outside, -1, index)
+    return tf.RaggedTensor.from_tensor(dense_ids, lengths=tags.row_lengths())
+
+
+def words_to_tokens(word_values, word_ids, fill=-1):
+    """Spreads a per-word feature [B, W] (ragged or dense) onto tokens via `word_ids`."""
+    if isinstance(word_values, tf.RaggedTensor):
+        word_values = word_values.to_tensor(default_value=fill)
+    width = tf.shape(word_values)[1]
+    valid = (word_ids >= 0) & (word_ids < width)
+    gathered = tf.gather(word_values, tf.clip_by_value(word_ids, 0, tf.maximum(width - 1, 0)),
+                         batch_dims=1)
+    return tf.where(valid, gathered, fill)
+
+
+def tokenize_batch(batch, tokenizer, sequence_length, text_key=F.TEXT, words_key=None):
+    """Tokenizes a batch of texts (or pre-segmented words) to fixed length.
+
+    Adds [CLS] ... [SEP], truncates to `sequence_length` (flagging
+    `truncated` rows, so a pipeline can count them), pads, and keeps every
+    other key of the batch (labels, ...). With `words_key`, the batch holds
+    ragged words (gold segmentation) instead of text, and a `tags` key of
+    word-level BIO tags, if present, becomes token-level `entity_ids`.
+    """
+    batch = dict(batch)
+    if words_key is not None:
+        words = batch.pop(words_key)
+        if not isinstance(words, tf.RaggedTensor):
+            words = tf.RaggedTensor.from_tensor(words, padding="")
+        tokens = tokenizer.tokenize_words(words)
+    else:
+        tokens = tokenizer.tokenize(batch.pop(text_key))
+    dense = add_special_tokens(
+        tokens[F.TOKEN_IDS], tokens[F.WORD_IDS], sequence_length,
+        tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id,
+    )
+    batch.update(dense)
+    batch[F.WORDS] = tokens[F.WORDS]
+    if "tags" in batch:
+        entities = entity_ids_from_bio(batch.pop("tags"))
+        batch[F.ENTITY_IDS] = words_to_tokens(entities, batch[F.WORD_IDS])
+    return batch
+
+
+def mask_dataset(dataset, strategy, seed, dynamic=True, num_parallel_calls=AUTOTUNE):
+    """Applies a masking strategy to every batch, seeded per batch.
+
+    Args:
+        dataset: batches (dicts of dense tensors).
+        strategy: a `tfmask.data.masking` strategy.
+        seed: int; the same seed gives the same masks.
+        dynamic: True (default) re-draws masks every epoch (RoBERTa's dynamic
+            masking); False repeats epoch one's masks (BERT's static masking).
+
+    Example:
+    >>> from tfmask.data.masking import RandomTokenMasking
+    >>> ds = tf.data.Dataset.from_tensors({"token_ids": tf.constant([[5, 6, 7, 8]])})
+    >>> masked = mask_dataset(ds, RandomTokenMasking(20, 4, max_predictions=2), seed=1)
+    >>> sorted(next(iter(masked)))
+    ['mask_ids', 'mask_positions', 'mask_weights', 'padding_mask', 'token_ids']
+    """
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=dynamic).batch(2)
+    return tf.data.Dataset.zip((dataset, seeds)).map(
+        lambda batch, batch_seed: strategy(batch, seed=batch_seed),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
+    )
+
+
+def text_pipeline(
+    dataset,
+    tokenizer,
+    sequence_length,
+    batch_size,
+    strategies=(),
+    seed=0,
+    dynamic=True,
+    words_key=None,
+    drop_remainder=True,
+    shuffle_buffer=None,
+):
+    """Documents -> fixed-length, masked batches, ready for a model.
+
+    Batches raw examples first (tokenizing a batch of strings is much faster
+    than one at a time), tokenizes, drops the ragged `words` unless a
+    strategy needs them, then applies `strategies` in order, each with its
+    own seed stream. `drop_remainder=True` keeps every shape static (XLA,
+    TPU).
+    """
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=dynamic)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(
+        lambda batch: tokenize_batch(batch, tokenizer, sequence_length, words_key=words_key),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+    for index, strategy in enumerate(strategies):
+        dataset = mask_dataset(dataset, strategy, seed=seed * 1000 + index, dynamic=dynamic)
+    dataset = dataset.map(lambda batch: {k: v for k, v in batch.items() if k != F.WORDS})
+    return dataset.prefetch(AUTOTUNE)

@@ -1,0 +1,197 @@
+"""WordPiece tokenization that also returns which word each piece belongs to."""
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+from tensorflow_text.python.ops.bert_tokenizer import BasicTokenizer
+
+from tfmask.text.special_tokens import SpecialTokens
+
+
+def _read_vocabulary(vocabulary):
+    if isinstance(vocabulary, (list, tuple)):
+        return list(vocabulary)
+    try:
+        with open(vocabulary, encoding="utf-8") as f:
+            tokens = [line.rstrip("\n") for line in f]
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"Vocabulary file {vocabulary!r} does not exist; pass a vocab.txt "
+            "path or train one with tfmask.text.train_wordpiece_vocabulary."
+        ) from None
+    while tokens and not tokens[-1]:
+        tokens.pop()
+    return tokens
+
+
+def _pieces_and_word_ids(pieces):
+    """[B, W, P] ragged pieces -> ([B, N] ids, [B, N] word index in its row)."""
+    token_ids = pieces.merge_dims(1, 2)
+    # Global word index of every piece, minus the index of the row's first word.
+    global_word = pieces.values.value_rowids()
+    row_of_word = pieces.value_rowids()
+    first_word_of_row = tf.gather(pieces.row_splits, tf.gather(row_of_word, global_word))
+    local_word = tf.cast(global_word - first_word_of_row, tf.int32)
+    word_ids = token_ids.with_flat_values(local_word)
+    return token_ids, word_ids
+
+
+class WordPieceTokenizer:
+    """BERT WordPiece tokenizer returning token ids, word ids and words.
+
+    Built on `tensorflow_text.BertTokenizer`, so it runs inside `tf.data`
+    graphs on batches of strings. BERT's basic tokenization splits on
+    whitespace and punctuation and puts every CJK character in its own word,
+    as BERT does for Chinese. **Word ids come from that split** (the ragged
+    word dimension of the tokenizer's output), not from guessing with `##`, so
+    whole-word masking works for any vocabulary; for text that is already
+    segmented into words (e.g. gold Chinese word segmentation),
+    `tokenize_words` keeps those words as the unit.
+
+    Args:
+        vocabulary: path of a `vocab.txt` (one token per line) or a list.
+        lowercase: lower-case and strip accents (uncased BERT). Default True.
+        special_tokens: `SpecialTokens`; every named one must be in the vocab.
+
+    Example:
+    >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "un",
+    ...          "##believ", "##able", "!"]
+    >>> tokenizer = WordPieceTokenizer(vocab)
+    >>> out = tokenizer.tokenize(["The unbelievable!"])
+    >>> out["token_ids"].to_list(), out["word_ids"].to_list()
+    ([[5, 6, 7, 8, 9]], [[0, 1, 1, 1, 2]])
+    """
+
+    def __init__(self, vocabulary, lowercase=True, special_tokens=None):
+        self.vocabulary = _read_vocabulary(vocabulary)
+        self.lowercase = lowercase
+        self.special_tokens = special_tokens or SpecialTokens()
+        self._index = {token: i for i, token in enumerate(self.vocabulary)}
+        missing = [t for t in self.special_tokens.named() if t not in self._index]
+        if missing:
+            raise ValueError(
+                f"The vocabulary lacks the special tokens {missing}; add them "
+                "or pass SpecialTokens(...) naming the ones it uses."
+            )
+        table = tf.lookup.StaticVocabularyTable(
+            tf.lookup.KeyValueTensorInitializer(
+                self.vocabulary, tf.range(len(self.vocabulary), dtype=tf.int64)
+            ),
+            num_oov_buckets=1,
+        )
+        self._tokenizer = tf_text.BertTokenizer(
+            table,
+            lower_case=lowercase,
+            token_out_type=tf.int32,
+            unknown_token=self.special_tokens.unk,
+        )
+        # The same word split BertTokenizer uses, for features that need words.
+        self._basic = BasicTokenizer(lower_case=lowercase)
+
+    @property
+    def vocabulary_size(self):
+        return len(self.vocabulary)
+
+    def token_to_id(self, token):
+        if token not in self._index:
+            raise KeyError(f"{token!r} is not in the vocabulary")
+        return self._index[token]
+
+    def id_to_token(self, token_id):
+        return self.vocabulary[token_id]
+
+    @property
+    def pad_id(self):
+        return self.token_to_id(self.special_tokens.pad)
+
+    @property
+    def cls_id(self):
+        return self.token_to_id(self.special_tokens.cls)
+
+    @property
+    def sep_id(self):
+        return self.token_to_id(self.special_tokens.sep)
+
+    @property
+    def mask_id(self):
+        return self.token_to_id(self.special_tokens.mask)
+
+    @property
+    def unk_id(self):
+        return self.token_to_id(self.special_tokens.unk)
+
+    def special_token_ids(self):
+        """Ids of every special token in the vocabulary (named + sentinels)."""
+        return sorted(
+            self._index[t] for t in self.special_tokens.reserved() if t in self._index
+        )
+
+    def sentinel_ids(self, count):
+        """Ids of the first `count` sentinels (span corruption)."""
+        names = [self.special_tokens.sentinel(i) for i in range(count)]
+        missing = [n for n in names if n not in self._index]
+        if missing:
+            raise ValueError(
+                f"The vocabulary has no sentinel tokens {missing[:3]}...; "
+                "reserve them when training it (SpecialTokens.num_sentinels)."
+            )
+        return [self._index[n] for n in names]
+
+    def tokenize(self, texts):
+        """Strings [B] -> dict of ragged `token_ids`, `word_ids`, `words` [B, None]."""
+        texts = tf.convert_to_tensor(texts, tf.string)
+        pieces = self._tokenizer.tokenize(texts)  # [B, W, P]
+        token_ids, word_ids = _pieces_and_word_ids(pieces)
+        return {
+            "token_ids": token_ids,
+            "word_ids": word_ids,
+            "words": self._basic.tokenize(texts),
+        }
+
+    def tokenize_words(self, words):
+        """Pre-segmented words, ragged [B, W] strings -> same dict as `tokenize`.
+
+        Each given word is one unit for `word_ids`, even when BERT's basic
+        tokenizer would split it further (every Chinese character, say).
+        """
+        if not isinstance(words, tf.RaggedTensor):
+            words = tf.ragged.constant(words) if isinstance(words, list) else words
+        pieces = self._tokenizer.tokenize(words)  # [B, W, w, P]
+        pieces = pieces.merge_dims(2, 3)  # [B, W, P]
+        token_ids, word_ids = _pieces_and_word_ids(pieces)
+        return {"token_ids": token_ids, "word_ids": word_ids, "words": words}
+
+    def detokenize(self, token_ids):
+        """Ids [B, N] (dense or ragged) -> strings [B], pieces merged."""
+        words = self._tokenizer.detokenize(token_ids)
+        return tf.strings.reduce_join(words, axis=-1, separator=" ")
+
+
+def add_special_tokens(token_ids, word_ids, sequence_length, cls_id, sep_id, pad_id=0):
+    """[CLS] tokens [SEP], truncated and padded to a static `sequence_length`.
+
+    Takes ragged `token_ids` and `word_ids` [B, None]; returns dense int32
+    [B, sequence_length] `token_ids`, `word_ids` (-1 at [CLS], [SEP] and
+    padding), `padding_mask`, and `truncated` [B] bool (True where tokens were
+    cut, so a pipeline can count them instead of losing them silently).
+    """
+    if sequence_length < 3:
+        raise ValueError(f"sequence_length must be >= 3 for [CLS] x [SEP], got {sequence_length}.")
+    room = sequence_length - 2
+    truncated = token_ids.row_lengths() > room
+    token_ids = token_ids[:, :room]
+    word_ids = word_ids[:, :room]
+    batch = token_ids.nrows()
+    cls = tf.fill([batch, 1], tf.cast(cls_id, token_ids.dtype))
+    sep = tf.fill([batch, 1], tf.cast(sep_id, token_ids.dtype))
+    minus_one = tf.fill([batch, 1], tf.constant(-1, word_ids.dtype))
+    token_ids = tf.concat([cls, token_ids, sep], axis=1)
+    word_ids = tf.concat([minus_one, word_ids, minus_one], axis=1)
+    shape = [None, sequence_length]
+    dense_ids = tf.cast(token_ids.to_tensor(default_value=pad_id, shape=shape), tf.int32)
+    dense_words = tf.cast(word_ids.to_tensor(default_value=-1, shape=shape), tf.int32)
+    return {
+        "token_ids": dense_ids,
+        "word_ids": dense_words,
+        "padding_mask": tf.sequence_mask(token_ids.row_lengths(), sequence_length),
+        "truncated": truncated,
+    }
