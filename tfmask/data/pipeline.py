@@ -67,14 +67,20 @@ def tokenize_batch(batch, tokenizer, sequence_length, text_key=F.TEXT, words_key
         words = batch.pop(words_key)
         if not isinstance(words, tf.RaggedTensor):
             words = tf.RaggedTensor.from_tensor(words, padding="")
+        static_batch = words.shape[0]
         tokens = tokenizer.tokenize_words(words)
     else:
-        tokens = tokenizer.tokenize(batch.pop(text_key))
+        texts = batch.pop(text_key)
+        static_batch = texts.shape[0]
+        tokens = tokenizer.tokenize(texts)
     dense = add_special_tokens(
         tokens[F.TOKEN_IDS], tokens[F.WORD_IDS], sequence_length,
         tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id,
     )
-    batch.update(dense)
+    # Ragged ops lose the static batch size; drop_remainder batches keep it.
+    batch.update(
+        {k: tf.ensure_shape(v, [static_batch] + v.shape[1:]) for k, v in dense.items()}
+    )
     batch[F.WORDS] = tokens[F.WORDS]
     if "tags" in batch:
         entities = entity_ids_from_bio(batch.pop("tags"))

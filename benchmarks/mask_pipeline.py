@@ -1,0 +1,189 @@
+"""Masking throughput: tfmask strategies vs keras-hub and tensorflow_text, one run.
+
+Every contender masks the same cached ragged batches (256 sequences of up to
+128 tokens, words of 1-3 pieces, 15% selection, 80/10/10) inside a
+`tf.data` `map` with `num_parallel_calls=AUTOTUNE`; the rounds alternate
+between contenders so machine noise hits all alike. tfmask strategies work
+on dense, static-shaped batches, so their timing includes the ragged ->
+dense conversion. A second table times raw text -> WordPiece tokens ->
+masks on a real corpus (`--corpus`, a tfmask dataset name).
+
+    python benchmarks/mask_pipeline.py [--batches 100] [--rounds 3] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_text as tf_text  # noqa: E402
+
+from tfmask.data import features as F  # noqa: E402
+from tfmask.data.masking import RandomTokenMasking, SpanMasking, WholeWordMasking  # noqa: E402
+
+VOCAB, LENGTH, BATCH, PREDICTIONS, RATE = 30522, 128, 256, 20, 0.15
+PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
+SPECIAL = [PAD, UNK, CLS, SEP, MASK]
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def ragged_batches(num_batches, seed=0):
+    """Cached ragged batches of token ids and word ids, [CLS] ... [SEP]."""
+    rng = np.random.default_rng(seed)
+    ids, words = [], []
+    for _ in range(num_batches * BATCH):
+        pieces = rng.choice([1, 2, 3], size=LENGTH, p=[0.7, 0.2, 0.1])
+        word_of_piece = np.repeat(np.arange(LENGTH), pieces)[: rng.integers(8, LENGTH - 1)]
+        ids.append([CLS] + list(rng.integers(1000, VOCAB, word_of_piece.size)) + [SEP])
+        words.append([-1] + list(word_of_piece) + [-1])
+    data = tf.data.Dataset.from_tensor_slices({
+        "token_ids": tf.ragged.constant(ids, dtype=tf.int32),
+        "word_ids": tf.ragged.constant(words, dtype=tf.int32),
+    }).batch(BATCH, drop_remainder=True).cache()
+    for _ in data:  # fill the cache before timing
+        pass
+    return data
+
+
+def densify(batch):
+    return {k: v.to_tensor(default_value=PAD if k == F.TOKEN_IDS else -1, shape=[BATCH, LENGTH])
+            for k, v in batch.items()}
+
+
+def tfmask_contender(cls):
+    strategy = cls(VOCAB, MASK, rate=RATE, max_predictions=PREDICTIONS, special_token_ids=SPECIAL)
+    seeds = tf.data.Dataset.random(seed=0, rerandomize_each_iteration=True).batch(2)
+
+    def build(data):
+        return tf.data.Dataset.zip((data, seeds)).map(
+            lambda batch, seed: strategy(densify(batch), seed=seed), num_parallel_calls=AUTOTUNE)
+
+    return build
+
+
+def keras_hub_contender():
+    generator = keras_hub.layers.MaskedLMMaskGenerator(
+        vocabulary_size=VOCAB, mask_selection_rate=RATE, mask_token_id=MASK,
+        mask_selection_length=PREDICTIONS, unselectable_token_ids=SPECIAL)
+    return lambda data: data.map(lambda b: generator(b["token_ids"]), num_parallel_calls=AUTOTUNE)
+
+
+def tf_text_contender():
+    selector = tf_text.RandomItemSelector(
+        max_selections_per_batch=PREDICTIONS, selection_rate=RATE, unselectable_ids=SPECIAL)
+    chooser = tf_text.MaskValuesChooser(VOCAB, MASK, mask_token_rate=0.8, random_token_rate=0.1)
+
+    def mask(batch):
+        ids, positions, labels = tf_text.mask_language_model(batch["token_ids"], selector, chooser)
+        return {"token_ids": ids, "mask_positions": positions, "mask_ids": labels}
+
+    return lambda data: data.map(mask, num_parallel_calls=AUTOTUNE)
+
+
+def sequences_per_second(dataset, num_sequences):
+    start = time.perf_counter()
+    for _ in dataset:
+        pass
+    return num_sequences / (time.perf_counter() - start)
+
+
+def race(contenders, data, num_sequences, rounds):
+    speeds = {name: [] for name in contenders}
+    pipelines = {name: build(data) for name, build in contenders.items()}
+    for name, pipeline in pipelines.items():  # trace once
+        for _ in pipeline.take(2):
+            pass
+    for _ in range(rounds):
+        for name, pipeline in pipelines.items():
+            speeds[name].append(sequences_per_second(pipeline, num_sequences))
+    return speeds
+
+
+def text_contenders(corpus, batches):
+    """Raw text -> tokens -> masks, tfmask vs keras-hub's own preprocessing."""
+    from tfmask.data.pipeline import text_pipeline
+    from tfmask.datasets import load
+    from tfmask.text import WordPieceTokenizer
+    from tfmask.models.pretrained import bert_vocabulary_path
+
+    texts = load(corpus, split="train").map(lambda x: {"text": x["text"]})
+    texts = texts.take(batches * BATCH).cache()
+    for _ in texts:
+        pass
+    vocab = bert_vocabulary_path()
+    tokenizer = WordPieceTokenizer(vocab)
+    strategy = WholeWordMasking(tokenizer.vocabulary_size, tokenizer.mask_id, rate=RATE,
+                                max_predictions=PREDICTIONS,
+                                special_token_ids=tokenizer.special_token_ids())
+    hub_tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=vocab, lowercase=True)
+    packer = keras_hub.layers.StartEndPacker(sequence_length=LENGTH, start_value=CLS,
+                                             end_value=SEP, pad_value=PAD)
+    generator = keras_hub.layers.MaskedLMMaskGenerator(
+        vocabulary_size=tokenizer.vocabulary_size, mask_selection_rate=RATE, mask_token_id=MASK,
+        mask_selection_length=PREDICTIONS, unselectable_token_ids=SPECIAL)
+
+    def hub_pipeline(data):
+        data = data.batch(BATCH, drop_remainder=True)
+        return data.map(lambda b: generator(packer(hub_tokenizer(b["text"]))),
+                        num_parallel_calls=AUTOTUNE)
+
+    return texts, {
+        "tfmask WholeWordMasking": lambda data: text_pipeline(
+            data, tokenizer, LENGTH, BATCH, strategies=[strategy]),
+        "keras_hub tokenizer+RandomMask": hub_pipeline,
+    }
+
+
+def report(title, speeds, reference):
+    print(f"\n{title}")
+    print(f"{'contender':<32} {'seq/s (median)':>15} {'min':>9} {'max':>9} {'vs ' + reference:>16}")
+    ref = np.median(speeds[reference])
+    rows = {}
+    for name, values in speeds.items():
+        med = float(np.median(values))
+        rows[name] = {"median": med, "min": float(np.min(values)), "max": float(np.max(values)),
+                      "ratio_vs_" + reference: med / ref}
+        print(f"{name:<32} {med:15,.0f} {np.min(values):9,.0f} {np.max(values):9,.0f} "
+              f"{med / ref:15.2f}x")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--corpus", default="rotten_tomatoes",
+                        help="tfmask dataset for the raw-text table; '' to skip it")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    data = ragged_batches(args.batches)
+    contenders = {
+        "keras_hub MaskedLMMaskGenerator": keras_hub_contender(),
+        "tensorflow_text mask_language_model": tf_text_contender(),
+        "tfmask RandomTokenMasking": tfmask_contender(RandomTokenMasking),
+        "tfmask WholeWordMasking": tfmask_contender(WholeWordMasking),
+        "tfmask SpanMasking": tfmask_contender(SpanMasking),
+    }
+    speeds = race(contenders, data, args.batches * BATCH, args.rounds)
+    results = {"masking": report(
+        f"Masking {args.batches} batches of {BATCH} x <= {LENGTH} tokens, {args.rounds} rounds",
+        speeds, "keras_hub MaskedLMMaskGenerator")}
+    if args.corpus:
+        texts, text_race = text_contenders(args.corpus, args.batches // 4 or 1)
+        count = sum(1 for _ in texts) // BATCH * BATCH
+        speeds = race(text_race, texts, count, args.rounds)
+        results["text"] = report(f"Raw text ({args.corpus}, {count} documents) -> tokens -> masks",
+                                 speeds, "keras_hub tokenizer+RandomMask")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
