@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tests.layer_harness import run_layer_test
-from tfmask.layers import MaskedEmbedding, MaskedLMHead, sinusoidal_positions
+from tfmask.layers import MaskedEmbedding, MaskedLMHead, TiedProjection, sinusoidal_positions
 
 IDS = np.array([[3, 4, 5, 0, 0], [6, 7, 8, 9, 0]], "int32")
 
@@ -114,3 +114,15 @@ def test_head_is_tied_to_the_embedding_table():
     assert grad is not None and np.any(tf.convert_to_tensor(grad).numpy() != 0)
     with pytest.raises(ValueError, match="MaskedEmbedding"):
         MaskedLMHead(token_embedding=keras.layers.Embedding(10, 4))
+
+
+def test_tied_projection_harness_and_numpy(tmp_path):
+    embed, _ = make_head()
+    hidden = np.random.default_rng(3).normal(size=(2, 5, 4)).astype("float32")
+    layer, out = run_layer_test(
+        TiedProjection, {"token_embedding": embed}, {"inputs": hidden},
+        expected_output_shape=(2, 5, 12), tmp_path=tmp_path,
+    )
+    expected = hidden @ layer.token_embedding.embeddings.numpy().T + layer.output_bias.numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert any(v is embed.embeddings for v in layer.trainable_variables)

@@ -2,7 +2,7 @@
 
 from tfmask.layers.attention import MaskedMultiHeadAttention
 from tfmask.layers.embedding import MaskedEmbedding, sinusoidal_positions
-from tfmask.layers.heads import MaskedLMHead
+from tfmask.layers.heads import MaskedLMHead, TiedProjection
 from tfmask.layers.lstm_decoder import MaskedLSTMDecoder
 from tfmask.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
@@ -11,6 +11,7 @@ __all__ = [
     "MaskedLMHead",
     "MaskedLSTMDecoder",
     "MaskedMultiHeadAttention",
+    "TiedProjection",
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
     "sinusoidal_positions",

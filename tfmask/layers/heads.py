@@ -134,3 +134,58 @@ class MaskedLMHead(keras.layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="tfmask")
+class TiedProjection(keras.layers.Layer):
+    """Logits for every position from a `MaskedEmbedding`'s table: x @ E^T + b.
+
+    The output layer of causal and seq2seq language models, tied to the input
+    embedding (Press & Wolf 2017). Use `MaskedLMHead` instead when only a
+    few positions are predicted. Padded positions keep the input's Keras
+    mask, so masked losses and metrics skip them.
+
+    Args:
+        token_embedding: the `MaskedEmbedding` to tie to.
+        **kwargs: base layer arguments.
+
+    Example:
+    >>> import numpy as np
+    >>> embed = MaskedEmbedding(vocabulary_size=10, hidden_dim=4, max_length=8)
+    >>> TiedProjection(embed)(embed(np.array([[3, 4, 0]]))).shape
+    TensorShape([1, 3, 10])
+    """
+
+    def __init__(self, token_embedding, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(token_embedding, dict):
+            token_embedding = keras.layers.deserialize(token_embedding)
+        if not isinstance(token_embedding, MaskedEmbedding):
+            raise ValueError(
+                "TiedProjection needs token_embedding=<a tfmask MaskedEmbedding>, "
+                f"got {type(token_embedding).__name__}."
+            )
+        self.token_embedding = token_embedding
+        self.supports_masking = True
+
+    def build(self, inputs_shape):
+        if not self.token_embedding.built:
+            self.token_embedding.build((None, None))
+        self.output_bias = self.add_weight(
+            name="output_bias", shape=(self.token_embedding.vocabulary_size,),
+            initializer="zeros",
+        )
+        self.built = True
+
+    def call(self, inputs):
+        embeddings = ops.cast(self.token_embedding.embeddings, inputs.dtype)
+        logits = ops.matmul(inputs, ops.transpose(embeddings))
+        return logits + ops.cast(self.output_bias, logits.dtype)
+
+    def compute_output_shape(self, inputs_shape):
+        return tuple(inputs_shape[:-1]) + (self.token_embedding.vocabulary_size,)
+
+    def get_config(self):
+        config = super().get_config()
+        config["token_embedding"] = keras.layers.serialize(self.token_embedding)
+        return config

@@ -1,0 +1,13 @@
+"""Model builders: masked-LM encoder, classifier, causal LM, Transformer and
+LSTM seq2seq, each a functional Keras model rebuilt from its hyper-parameters."""
+
+from tfmask.models.mlm import ClassifierModel, MaskedLMModel
+from tfmask.models.seq2seq import CausalLMModel, Seq2SeqLSTMModel, Seq2SeqTransformerModel
+
+__all__ = [
+    "CausalLMModel",
+    "ClassifierModel",
+    "MaskedLMModel",
+    "Seq2SeqLSTMModel",
+    "Seq2SeqTransformerModel",
+]
