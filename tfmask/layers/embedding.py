@@ -57,7 +57,8 @@ class MaskedEmbedding(keras.layers.Layer):
 
     Call arguments:
         token_ids: int [B, S].
-        token_type_ids: int [B, S] in [0, num_segments), optional.
+        token_type_ids: int [B, S] in [0, num_segments), optional; all 0
+            when omitted (BERT's default).
         position_ids: int [B, S], optional; defaults to 0..S-1.
         training: bool.
 
@@ -160,7 +161,11 @@ class MaskedEmbedding(keras.layers.Layer):
                 position_ids, self.hidden_dim, self.compute_dtype
             )
         x = x + positions
-        if token_type_ids is not None:
+        if self.token_type_embedding is not None:
+            # Without explicit types every token is type 0, as in BERT (a
+            # pretrained table's row 0 is part of every input).
+            if token_type_ids is None:
+                token_type_ids = ops.zeros_like(token_ids)
             x = x + self.token_type_embedding(token_type_ids)
         x = self.layer_norm(x)
         return self._dropout_layer(x, training=training)
