@@ -24,9 +24,15 @@ setup(
         "absl-py>=2.0",
         "pyyaml>=6.0",
         "numpy>=1.26",
+        # PNGs of batches and masks (tfmask.inspect) and experiment plots.
+        "matplotlib>=3.8",
+        # BLEU for translation runs and experiments, the field's standard scorer.
+        "sacrebleu>=2.4",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # safetensors: keras-hub's Hugging Face loader needs it; tests compare our
+        # BERT import against keras_hub.models.BertBackbone.from_preset.
+        "test": ["pytest>=8", "safetensors>=0.4"],
     },
     license="Apache-2.0",
 )

@@ -124,6 +124,7 @@ def text_pipeline(
     words_key=None,
     drop_remainder=True,
     shuffle_buffer=None,
+    text_key=F.TEXT,
 ):
     """Documents -> fixed-length, masked batches, ready for a model.
 
@@ -137,7 +138,8 @@ def text_pipeline(
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=dynamic)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(
-        lambda batch: tokenize_batch(batch, tokenizer, sequence_length, words_key=words_key),
+        lambda batch: tokenize_batch(batch, tokenizer, sequence_length, text_key=text_key,
+                                     words_key=words_key),
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )

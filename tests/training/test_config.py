@@ -1,0 +1,61 @@
+"""Configs: every bad value fails before work starts, in one line naming the key."""
+
+import pytest
+import yaml
+
+from tfmask.training.config import ConfigError, apply_overrides, config_from_dict, load_config
+
+BASE = {"model": {"family": "mlm"}, "data": {"name": "austen"}}
+
+
+def with_(section, **values):
+    config = {k: dict(v) for k, v in BASE.items()}
+    config.setdefault(section, {}).update(values)
+    return config
+
+
+@pytest.mark.parametrize("values,message", [
+    (with_("model", num_layer=4), r"Unknown key model.num_layer; did you mean model.num_layers\?"),
+    (with_("modle_extra", x=1), r"Unknown key modle_extra"),
+    (with_("model", num_layers="four"), r"model.num_layers must be int, got str 'four'"),
+    (with_("model", num_layers=True), r"model.num_layers must be int, got bool"),
+    (with_("masking", rate=1.5), r"masking.rate=1.5 must be between 0 and 1"),
+    (with_("masking", mask_ratio=0.9, random_ratio=0.2), r"mask_ratio \+ masking.random_ratio"),
+    (with_("model", num_heads=3), r"model.num_heads=3 does not divide model.hidden_dim=256"),
+    (with_("data", name=""), r"data.name is empty"),
+    (with_("data", name="file:/no/such/file.txt"), r"does not exist; fix the path"),
+    (with_("model", family="gpt"), r"model.family='gpt' is not one of"),
+    (with_("runtime", precision="fp8"), r"runtime.precision='fp8' is not one of"),
+    (with_("masking", strategy="term"), r"model.family=mlm needs a masked-LM strategy"),
+    (with_("data", batch_size=0), r"data.batch_size=0 must be > 0"),
+    (with_("schedule", warmup_steps=5000), r"warmup_steps=5000 exceeds train.steps=1000"),
+    (with_("data", vocabulary="pretrained"), r"data.vocabulary=pretrained needs model.pretrained"),
+])
+def test_bad_configs_get_one_line_messages(values, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        config_from_dict(values)
+    assert "\n" not in str(info.value)
+
+
+def test_defaults_overrides_and_yaml_round_trip(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    config = load_config(str(path), ["model.num_layers=2", "optimizer.learning_rate=3e-4",
+                                     "masking.terms=[he, she]"])
+    assert config.model.num_layers == 2
+    assert config.optimizer.learning_rate == pytest.approx(3e-4)
+    assert config.masking.terms == ["he", "she"]
+    assert config.data.name == "austen" and config.masking.rate == 0.15
+
+
+def test_override_and_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="section.key=value"):
+        apply_overrides({}, ["model.num_layers"])
+    with pytest.raises(ConfigError, match="must name section.key"):
+        apply_overrides({}, ["num_layers=2"])
+    with pytest.raises(ConfigError, match="does not exist; see configs/"):
+        load_config(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(str(bad))

@@ -1,0 +1,150 @@
+"""Look at a batch: `python -m tfmask.inspect --config configs/NAME.yaml`.
+
+Writes PNGs into `--output_dir` (default `runs/NAME/inspect`):
+- `tokens.png`: the first rows of one training batch as token strips; each
+  position the masking strategy chose is coloured by what happened to it
+  ([MASK], random token, kept), nuisance terms and loss-weighted tokens too;
+- `masks.png`: the attention masks the model will use for the first row, as
+  0/1 matrices: padding, causal, document (packed rows), cross-attention.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("config", None, "YAML config file.")
+flags.DEFINE_multi_string("set", [], "Override a config key: --set section.key=value.")
+flags.DEFINE_string("output_dir", None, "Where the PNGs go.")
+flags.DEFINE_integer("rows", 4, "How many rows of the batch to draw.")
+FLAGS = flags.FLAGS
+
+
+def _labels(tokenizer, ids):
+    return [tokenizer.id_to_token(int(t)) if t else "" for t in ids]
+
+
+def draw_tokens(batch, tokenizer, path, rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from tfmask.data import features as F
+
+    ids = np.asarray(batch[F.TOKEN_IDS])[:rows]
+    length = int(np.asarray(batch[F.PADDING_MASK])[:rows].sum(1).max()) if F.PADDING_MASK in batch \
+        else ids.shape[1]
+    colour = np.zeros(ids.shape)  # 0 plain, 1 [MASK], 2 random, 3 kept-but-predicted, 4 term/loss
+    if F.MASK_POSITIONS in batch:
+        positions = np.asarray(batch[F.MASK_POSITIONS])[:rows]
+        weights = np.asarray(batch[F.MASK_WEIGHTS])[:rows]
+        originals = np.asarray(batch[F.MASK_IDS])[:rows]
+        for r in range(ids.shape[0]):
+            for p, w, o in zip(positions[r], weights[r], originals[r]):
+                if w:
+                    colour[r, p] = 1 if ids[r, p] == tokenizer.mask_id else (3 if ids[r, p] == o else 2)
+    for key in (F.TERM_MASK, F.LOSS_WEIGHTS):
+        if key in batch:
+            colour[np.asarray(batch[key])[:rows] > 0] = 4
+    names = ["unchanged", "[MASK]", "random token", "kept, predicted", "term / loss weight"]
+    palette = ["#ffffff", "#f4a261", "#e76f51", "#2a9d8f", "#8ab17d"]
+    fig, axes = plt.subplots(ids.shape[0], 1, figsize=(min(0.55 * length + 1, 40), 1.2 * ids.shape[0] + 0.6),
+                             squeeze=False)
+    for r, axis in enumerate(axes[:, 0]):
+        for p, token in enumerate(_labels(tokenizer, ids[r][:length])):
+            axis.add_patch(plt.Rectangle((p, 0), 1, 1, color=palette[int(colour[r, p])], ec="#999"))
+            axis.text(p + 0.5, 0.5, token, ha="center", va="center", fontsize=6, rotation=90)
+        axis.set_xlim(0, length)
+        axis.set_ylim(0, 1)
+        axis.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c, ec="#999") for c in palette]
+    fig.legend(handles, names, loc="lower center", ncol=5, fontsize=8)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def attention_masks(batch, family):
+    """name -> [T, S] bool matrix for the first row of the batch."""
+    import numpy as np
+
+    from tfmask import masks as M
+    from tfmask.data import features as F
+
+    ids = np.asarray(batch[F.TOKEN_IDS])[:1]
+    padding = ids != 0
+    shown = {"padding": np.asarray(M.cross_attention_mask(padding, padding))[0]}
+    if family == "causal_lm":
+        shown["causal + padding"] = np.asarray(
+            M.combine_masks(shown["padding"], M.causal_mask(ids.shape[1])))
+    if F.SEGMENT_IDS in batch:
+        segments = np.asarray(batch[F.SEGMENT_IDS])[:1]
+        shown["document (packed)"] = np.asarray(M.document_mask(segments))[0]
+    if F.DECODER_TOKEN_IDS in batch:
+        targets = np.asarray(batch[F.DECODER_TOKEN_IDS])[:1]
+        target_padding = (targets != 0) | (np.arange(targets.shape[1]) == 0)
+        shown["decoder causal"] = np.asarray(M.combine_masks(
+            M.cross_attention_mask(target_padding, target_padding),
+            M.causal_mask(targets.shape[1])))[0]
+        shown["cross (decoder -> encoder)"] = np.asarray(
+            M.cross_attention_mask(target_padding, padding))[0]
+    return shown
+
+
+def draw_masks(shown, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 4.2), squeeze=False)
+    for axis, (name, matrix) in zip(axes[0], shown.items()):
+        axis.imshow(matrix, cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+        axis.set_title(name, fontsize=10)
+        axis.set_xlabel("key position")
+        axis.set_ylabel("query position")
+    fig.suptitle("attention masks, first row (black = may attend)")
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def inspect(config_path, overrides=(), output_dir=None, rows=4):
+    """Builds the config's training pipeline and writes the two PNGs."""
+    from tfmask.training.config import load_config
+    from tfmask.training.tasks import build_task
+
+    config = load_config(config_path, overrides)
+    name = os.path.splitext(os.path.basename(config_path))[0]
+    output_dir = output_dir or os.path.join("runs", name, "inspect")
+    os.makedirs(output_dir, exist_ok=True)
+    task = build_task(config)
+    batch = {k: v.numpy() for k, v in next(iter(task.train)).items()}
+    tokens_png = os.path.join(output_dir, "tokens.png")
+    masks_png = os.path.join(output_dir, "masks.png")
+    draw_tokens(batch, task.tokenizer, tokens_png, rows)
+    draw_masks(attention_masks(batch, config.model.family), masks_png)
+    return tokens_png, masks_png
+
+
+def main(argv):
+    from tfmask.training.config import ConfigError
+
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.config:
+        print("error: --config is required.", file=sys.stderr)
+        return 2
+    try:
+        for path in inspect(FLAGS.config, FLAGS.set, FLAGS.output_dir, FLAGS.rows):
+            print(f"wrote {path}")
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

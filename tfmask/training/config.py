@@ -1,0 +1,310 @@
+"""Typed run configuration: frozen dataclasses loaded from YAML.
+
+One config file describes a run in seven sections:
+
+    model      what to build (family, sizes, pretrained weights)
+    data       which dataset, how to tokenize, sequence length, batch size, packing
+    masking    the masking strategy and its rates
+    optimizer  AdamW settings, gradient clipping
+    schedule   learning-rate warm-up and decay
+    train      steps, seed, evaluation and logging cadence
+    runtime    precision, distribution strategy, XLA, checkpointing, output
+
+Unknown keys, wrong types and impossible values fail *before* any work
+starts, with one line that names the key and the fix (`ConfigError`).
+Command-line overrides use dotted keys: `--set model.num_layers=4`.
+
+Example:
+>>> config = config_from_dict({"model": {"family": "mlm"}, "data": {"name": "austen"}})
+>>> config.model.num_layers, config.masking.rate
+(4, 0.15)
+"""
+
+import dataclasses
+import difflib
+import os
+import typing
+from typing import Optional
+
+import yaml
+
+FAMILIES = ("mlm", "classifier", "seq2seq_transformer", "seq2seq_lstm", "causal_lm")
+STRATEGIES = ("none", "random", "whole_word", "span", "entity", "term", "span_corruption",
+              "prompt")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+DISTRIBUTION = ("default", "mirrored", "multi_worker", "tpu")
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message is one line naming the key and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    family: str = "mlm"
+    pretrained: Optional[str] = None  # "minilm" or a Hugging Face BERT folder
+    num_layers: int = 4
+    num_heads: int = 4
+    hidden_dim: int = 256
+    intermediate_dim: int = 1024
+    decoder_num_layers: Optional[int] = None
+    embedding_dim: int = 256  # seq2seq_lstm
+    lstm_units: int = 512  # seq2seq_lstm
+    dropout: float = 0.1
+    num_classes: int = 2
+    pooling: str = "cls"
+    normalize_first: bool = False
+    position: str = "learned"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    name: str = ""  # a tfmask.datasets name, "tfds:NAME" or "file:PATH"
+    train_split: str = "train"
+    eval_split: str = "validation"
+    text_key: str = "text"
+    label_key: str = "label"
+    target_key: str = "es"  # seq2seq targets (translation)
+    source_key: str = "en"
+    words_key: Optional[str] = None  # pre-segmented words (e.g. gold Chinese words)
+    dataset_options: dict = dataclasses.field(default_factory=dict)
+    sequence_length: int = 128
+    target_length: int = 64
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    vocabulary: str = "train"  # "train", "pretrained" or a vocab.txt path
+    vocabulary_size: int = 8192
+    lowercase: bool = True
+    pack: bool = False
+    shuffle_buffer: int = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskingConfig:
+    strategy: str = "random"
+    rate: float = 0.15
+    mask_ratio: float = 0.8
+    random_ratio: float = 0.1
+    max_predictions: int = 20
+    entity_probability: float = 1.0
+    noise_density: float = 0.15
+    mean_noise_span_length: float = 3.0
+    terms: list = dataclasses.field(default_factory=list)
+    patterns: list = dataclasses.field(default_factory=list)
+    term_replacement: str = "mask"
+    response_marker: str = ""  # prompt: text that ends the prompt, e.g. "### Response:"
+    dynamic: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-6
+    clipnorm: Optional[float] = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    warmup_steps: int = 0
+    decay: str = "linear"  # linear | cosine | constant
+    final_fraction: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 0  # 0 = only at the end
+    eval_batches: int = 50
+    generate_examples: int = 0  # seq2seq: decode this many eval examples for BLEU
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    precision: str = "float32"
+    strategy: str = "default"
+    num_devices: int = 0  # mirrored: 0 = all visible devices
+    tpu: str = ""  # tpu: name or address for TPUClusterResolver
+    jit_compile: bool = False
+    checkpoint_every: int = 0  # 0 = only at the end
+    keep_checkpoints: int = 3
+    output_dir: str = ""
+    export: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    masking: MaskingConfig = dataclasses.field(default_factory=MaskingConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+
+
+def _check_type(key, value, annotation):
+    """Returns `value` converted to `annotation`, or raises ConfigError."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)][0]
+        return _check_type(key, value, inner)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):
+        try:  # YAML reads "1e-3" as a string
+            return float(value)
+        except ValueError:
+            pass
+    expected = origin or annotation
+    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+        raise ConfigError(
+            f"{key} must be {getattr(expected, '__name__', expected)}, got "
+            f"{type(value).__name__} {value!r}."
+        )
+    return value
+
+
+def _section_from_dict(cls, values, prefix):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix} must be a mapping of keys, got {type(values).__name__}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    dotted = (lambda key: f"{prefix}.{key}") if prefix else (lambda key: key)
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean {dotted(close[0])}?" if close else (
+                f"; known keys: {', '.join(fields)}.")
+            raise ConfigError(f"Unknown key {dotted(key)}{hint}")
+    kwargs = {}
+    for name, value in values.items():
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _section_from_dict(hints[name], value, dotted(name))
+        else:
+            kwargs[name] = _check_type(dotted(name), value, hints[name])
+    return cls(**kwargs)
+
+
+def _choice(key, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}.")
+
+
+def _positive(key, value, allow_zero=False):
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{key}={value} must be {'>= 0' if allow_zero else '> 0'}.")
+
+
+def _fraction(key, value):
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{key}={value} must be between 0 and 1.")
+
+
+def validate(config):
+    """Cross-field checks; raises ConfigError naming the key and the fix."""
+    model, data, masking = config.model, config.data, config.masking
+    _choice("model.family", model.family, FAMILIES)
+    _choice("masking.strategy", masking.strategy, STRATEGIES)
+    _choice("runtime.precision", config.runtime.precision, PRECISIONS)
+    _choice("runtime.strategy", config.runtime.strategy, DISTRIBUTION)
+    _choice("schedule.decay", config.schedule.decay, ("linear", "cosine", "constant"))
+    _choice("model.pooling", model.pooling, ("cls", "mean"))
+    _choice("model.position", model.position, ("learned", "sinusoidal"))
+    _choice("masking.term_replacement", masking.term_replacement, ("mask", "random", "drop"))
+    if not data.name:
+        raise ConfigError("data.name is empty; set a dataset name (see "
+                          "`python -m tfmask.datasets list`), tfds:NAME or file:PATH.")
+    if data.name.startswith("file:") and not os.path.exists(data.name[5:]):
+        raise ConfigError(f"data.name points to {data.name[5:]!r}, which does not exist; "
+                          "fix the path.")
+    if model.pretrained is None and model.hidden_dim % model.num_heads:
+        raise ConfigError(
+            f"model.num_heads={model.num_heads} does not divide model.hidden_dim="
+            f"{model.hidden_dim}; pick heads that divide the hidden size.")
+    if model.family == "seq2seq_lstm" and model.lstm_units % 2:
+        raise ConfigError(f"model.lstm_units={model.lstm_units} must be even (bidirectional).")
+    for key in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim", "num_classes"):
+        _positive(f"model.{key}", getattr(model, key))
+    for key in ("sequence_length", "batch_size", "eval_batch_size", "vocabulary_size",
+                "target_length"):
+        _positive(f"data.{key}", getattr(data, key))
+    for key in ("rate", "mask_ratio", "random_ratio", "entity_probability", "noise_density"):
+        _fraction(f"masking.{key}", getattr(masking, key))
+    if masking.rate == 0 and masking.strategy in ("random", "whole_word", "span", "entity"):
+        raise ConfigError("masking.rate=0 masks nothing; set a rate in (0, 1] or "
+                          "masking.strategy: none.")
+    if masking.mask_ratio + masking.random_ratio > 1:
+        raise ConfigError(
+            f"masking.mask_ratio + masking.random_ratio = "
+            f"{masking.mask_ratio + masking.random_ratio} > 1; they are shares of the "
+            "selected tokens.")
+    _fraction("model.dropout", model.dropout)
+    _positive("optimizer.learning_rate", config.optimizer.learning_rate)
+    _positive("train.steps", config.train.steps)
+    if model.family == "mlm" and masking.strategy not in ("random", "whole_word", "span", "entity"):
+        raise ConfigError(f"model.family=mlm needs a masked-LM strategy, not "
+                          f"masking.strategy={masking.strategy!r}; use random, whole_word, "
+                          "span or entity.")
+    if masking.strategy == "span_corruption" and model.family != "seq2seq_transformer":
+        raise ConfigError("masking.strategy=span_corruption trains an encoder-decoder; "
+                          "set model.family: seq2seq_transformer.")
+    if masking.strategy == "prompt" and not masking.response_marker:
+        raise ConfigError("masking.strategy=prompt needs masking.response_marker, the text "
+                          "that ends each prompt.")
+    if masking.strategy == "term" and not (masking.terms or masking.patterns):
+        raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
+    if data.vocabulary == "pretrained" and not model.pretrained:
+        raise ConfigError("data.vocabulary=pretrained needs model.pretrained (its vocab.txt).")
+    if config.schedule.warmup_steps > config.train.steps:
+        raise ConfigError(f"schedule.warmup_steps={config.schedule.warmup_steps} exceeds "
+                          f"train.steps={config.train.steps}; lower it.")
+    return config
+
+
+def config_from_dict(values):
+    return validate(_section_from_dict(Config, values or {}, ""))
+
+
+def apply_overrides(values, overrides):
+    """Applies ["a.b=value", ...] (values parsed as YAML) to a nested dict."""
+    values = dict(values or {})
+    for override in overrides or ():
+        if "=" not in override:
+            raise ConfigError(f"--set {override!r} must look like section.key=value.")
+        key, raw = override.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2:
+            raise ConfigError(f"--set {key!r} must name section.key, e.g. model.num_layers.")
+        section = dict(values.get(parts[0]) or {})
+        section[parts[1]] = yaml.safe_load(raw)
+        values[parts[0]] = section
+    return values
+
+
+def load_config(path, overrides=()):
+    """Reads a YAML config, applies `--set` overrides, validates."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist; see configs/ for examples.") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    return config_from_dict(apply_overrides(values, overrides))
+
+
+def config_to_dict(config):
+    return dataclasses.asdict(config)
+
+
+def save_config(config, path):
+    """Writes the resolved config (every default made explicit) as YAML."""
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config_to_dict(config), f, sort_keys=False)

@@ -1,0 +1,251 @@
+"""The training loop: one plain step function, checkpoints, exact resume.
+
+    task = build_task(config)            # tokenizer, datasets, model factory
+    Trainer(config, output_dir).fit()    # train, evaluate, checkpoint, export
+
+The step keeps loss scaling and the cross-replica loss division in one
+place: each replica divides its weighted loss sum by the *global* weight sum
+(all-reduced), the optimizer sums gradients over replicas, so any number of
+replicas computes the gradient of the global weighted mean.
+
+Exact resume: model variables (dropout seed states included), optimizer
+variables and the step are checkpointed; the input pipeline is a pure
+function of the seed, so a restarted run skips the batches it has already
+consumed and continues with the same data and masks. A run killed and
+restarted therefore reaches the same weights as an uninterrupted one.
+"""
+
+import json
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmask.losses import per_token_crossentropy
+from tfmask.metrics import MaskedAccuracy, MaskedPerplexity
+from tfmask.training.config import save_config
+from tfmask.training.schedule import WarmupDecay
+from tfmask.training.strategy import is_chief, make_strategy, worker_index
+from tfmask.training.tasks import build_task
+
+
+def make_optimizer(config):
+    opt = config.optimizer
+    schedule = WarmupDecay(opt.learning_rate, config.train.steps, config.schedule.warmup_steps,
+                           config.schedule.decay, config.schedule.final_fraction)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=opt.weight_decay, beta_1=opt.beta_1,
+        beta_2=opt.beta_2, epsilon=opt.epsilon, clipnorm=opt.clipnorm)
+    # Biases and layer-norm scales are not decayed (BERT's recipe).
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    if config.runtime.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+class Trainer:
+    """Builds everything for a config and runs it.
+
+    Args:
+        config: a validated `tfmask.training.config.Config`.
+        output_dir: where checkpoints, logs, the resolved config and exports go.
+        strategy: optional tf.distribute strategy (default: from the config).
+        verbose: print a progress bar and evaluation lines.
+    """
+
+    def __init__(self, config, output_dir, strategy=None, verbose=True):
+        self.config = config
+        self.output_dir = output_dir
+        self.verbose = verbose
+        self.chief = is_chief()
+        keras.utils.set_random_seed(config.train.seed)
+        self.strategy = strategy or make_strategy(config.runtime)
+        replicas = self.strategy.num_replicas_in_sync
+        if config.data.batch_size % replicas:
+            raise ValueError(
+                f"data.batch_size={config.data.batch_size} is the global batch and must be "
+                f"divisible by the {replicas} replicas; change it.")
+        self.task = build_task(config, output_dir)
+        with self.strategy.scope():
+            self.model = self.task.build_model(dtype=config.runtime.precision)
+            self.optimizer = make_optimizer(config)
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.train_metrics = self._metrics("train")
+            self.eval_metrics = self._metrics("eval")
+        self.checkpoint = tf.train.Checkpoint(
+            model_variables=list(self.model.variables),
+            optimizer_variables=list(self.optimizer.variables),
+            step=self.step,
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._checkpoint_dir(), max_to_keep=config.runtime.keep_checkpoints)
+        self._train_step = self._make_train_step()
+        self._eval_step = self._make_eval_step()
+
+    # ---------------------------------------------------------------- set-up
+    def _checkpoint_dir(self):
+        base = os.path.join(self.output_dir, "checkpoints")
+        if self.chief:
+            return base
+        # Every worker must write (saving is collective); only the chief's copy is kept.
+        task_type, index, _ = worker_index()
+        return os.path.join(self.output_dir, f"tmp_{task_type}_{index}")
+
+    def _metrics(self, prefix):
+        metrics = {"loss": keras.metrics.Mean(name=f"{prefix}_loss"),
+                   "accuracy": MaskedAccuracy(name=f"{prefix}_accuracy")}
+        if self.task.token_level:
+            metrics["perplexity"] = MaskedPerplexity(name=f"{prefix}_perplexity")
+        return metrics
+
+    def _weights(self, labels, weights):
+        if weights is None:
+            return tf.ones(tf.shape(labels), tf.float32)
+        return tf.cast(weights, tf.float32)
+
+    def _make_train_step(self):
+        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        metrics = self.train_metrics
+
+        def replica_step(batch):
+            inputs, labels, weights = self.task.split_batch(batch)
+            weights = self._weights(labels, weights)
+            with tf.GradientTape() as tape:
+                logits = model(inputs, training=True)
+                per_token = per_token_crossentropy(labels, logits)
+                local_sum = tf.reduce_sum(tf.where(weights > 0, per_token * weights, 0.0))
+                context = tf.distribute.get_replica_context()
+                global_weight = context.all_reduce("sum", tf.reduce_sum(weights))
+                loss = local_sum / tf.maximum(global_weight, 1e-9)
+                scaled = optimizer.scale_loss(loss)
+            gradients = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply(gradients, model.trainable_variables)
+            metrics["accuracy"].update_state(labels, logits, weights)
+            if "perplexity" in metrics:
+                metrics["perplexity"].update_state(labels, logits, weights)
+            return loss
+
+        def train_step(iterator):
+            losses = strategy.run(replica_step, args=(next(iterator),))
+            loss = strategy.reduce("sum", losses, axis=None)
+            metrics["loss"].update_state(loss)
+            self.step.assign_add(1)
+            return loss
+
+        return tf.function(train_step, jit_compile=self.config.runtime.jit_compile or None)
+
+    def _make_eval_step(self):
+        model, strategy, metrics = self.model, self.strategy, self.eval_metrics
+
+        def replica_step(batch):
+            inputs, labels, weights = self.task.split_batch(batch)
+            weights = self._weights(labels, weights)
+            logits = model(inputs, training=False)
+            per_token = per_token_crossentropy(labels, logits)
+            metrics["loss"].update_state(
+                tf.reduce_sum(tf.where(weights > 0, per_token * weights, 0.0))
+                / tf.maximum(tf.reduce_sum(weights), 1e-9), sample_weight=tf.reduce_sum(weights))
+            metrics["accuracy"].update_state(labels, logits, weights)
+            if "perplexity" in metrics:
+                metrics["perplexity"].update_state(labels, logits, weights)
+
+        return tf.function(lambda batch: strategy.run(replica_step, args=(batch,)))
+
+    # ------------------------------------------------------------- running
+    def _log(self, record):
+        if not self.chief:
+            return
+        with open(os.path.join(self.output_dir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        with self.writer.as_default(step=record["step"]):
+            for key, value in record.items():
+                if isinstance(value, float):
+                    tf.summary.scalar(key, value)
+
+    def evaluate(self):
+        for metric in self.eval_metrics.values():
+            metric.reset_state()
+        dataset = self.task.evaluation.take(self.config.train.eval_batches)
+        for batch in self.strategy.experimental_distribute_dataset(dataset):
+            self._eval_step(batch)
+        results = {f"eval_{k}": float(m.result()) for k, m in self.eval_metrics.items()}
+        results.update(self.task.extra_evaluation(self.model))
+        return results
+
+    def fit(self):
+        """Trains to `train.steps` (resuming from the last checkpoint), evaluates,
+        exports. Returns the final evaluation metrics."""
+        config = self.config
+        os.makedirs(self.output_dir, exist_ok=True)
+        if self.chief:
+            save_config(config, os.path.join(self.output_dir, "config.yaml"))
+        self.writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "logs"))
+        restored = self.manager.restore_or_initialize()
+        start = int(self.step.numpy())
+        if restored and self.verbose:
+            print(f"Resumed from {restored} at step {start}.")
+        # The pipeline is a function of the seed: skip what was consumed.
+        dataset = self.task.train.skip(start) if start else self.task.train
+        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        progress = keras.utils.Progbar(config.train.steps, verbose=1 if self.verbose else 0,
+                                       stateful_metrics=["loss", "accuracy", "tokens/s"])
+        progress.update(start)
+        tokens_per_step = self.task.tokens_per_batch
+        timer, timed_steps = time.perf_counter(), 0
+        results = {}
+        for step in range(start + 1, config.train.steps + 1):
+            self._train_step(iterator)
+            timed_steps += 1
+            if step % config.train.log_every == 0 or step == config.train.steps:
+                elapsed = time.perf_counter() - timer
+                record = {"step": step,
+                          **{f"train_{k}": float(m.result()) for k, m in self.train_metrics.items()},
+                          "learning_rate": float(self.optimizer.learning_rate),
+                          "tokens_per_second": tokens_per_step * timed_steps / elapsed}
+                self._log(record)
+                progress.update(step, [("loss", record["train_loss"]),
+                                       ("accuracy", record["train_accuracy"]),
+                                       ("tokens/s", record["tokens_per_second"])])
+                for metric in self.train_metrics.values():
+                    metric.reset_state()
+                timer, timed_steps = time.perf_counter(), 0
+            if config.train.eval_every and step % config.train.eval_every == 0 \
+                    and step != config.train.steps:
+                self._report(step, self.evaluate())
+            if config.runtime.checkpoint_every and step % config.runtime.checkpoint_every == 0:
+                self.manager.save(checkpoint_number=step)
+        results = self.evaluate()
+        self._report(config.train.steps, results)
+        if int(self.step.numpy()) != start or not restored:
+            self.manager.save(checkpoint_number=int(self.step.numpy()))
+        if not self.chief:
+            shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
+        elif config.runtime.export:
+            self.export()
+        return results
+
+    def _report(self, step, results):
+        self._log({"step": step, **results})
+        if self.verbose:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items())
+            print(f"\nstep {step}: {shown}")
+
+    def export(self):
+        """`model.keras` (Keras format, reloadable with tfmask imported) and a
+        SavedModel for serving, plus the vocabulary the model reads."""
+        path = os.path.join(self.output_dir, "export")
+        os.makedirs(path, exist_ok=True)
+        self.model.save(os.path.join(path, "model.keras"))
+        self.model.export(os.path.join(path, "saved_model"), format="tf_saved_model",
+                          verbose=False)
+        shutil.copy(self.task.vocabulary_path, os.path.join(path, "vocab.txt"))
+        return path
+
+
+def variables_digest(model):
+    """A float fingerprint of all model variables (for resume tests)."""
+    return float(sum(np.abs(np.asarray(v, np.float64)).sum() for v in model.variables))
