@@ -173,3 +173,16 @@ def from_pretrained(model_cls, directory, **overrides):
         _set(pooler, [tensors["pooler.dense.weight"].T, tensors["pooler.dense.bias"]], "pooler")
         unused = [name for name in unused if not name.startswith("pooler.")]
     return model, unused
+
+
+def pretrained_directory(name_or_path):
+    """A Hugging Face BERT folder: a path, or "minilm" (prepared package)."""
+    if name_or_path and os.path.isdir(name_or_path):
+        return name_or_path
+    if name_or_path == "minilm":
+        from tfmask.datasets.assets import minilm_directory
+
+        return minilm_directory()
+    raise FileNotFoundError(
+        f"Pretrained model {name_or_path!r} is neither a folder nor 'minilm'; "
+        "run: python -m tfmask.datasets prepare minilm")
