@@ -6,6 +6,18 @@ from keras import ops
 from tfmask.layers.embedding import MaskedEmbedding
 
 
+def tied_embedding(token_embedding, owner):
+    """The `MaskedEmbedding` a head ties to (deserialised from a config if needed)."""
+    if isinstance(token_embedding, dict):
+        token_embedding = keras.layers.deserialize(token_embedding)
+    if not isinstance(token_embedding, MaskedEmbedding):
+        raise ValueError(
+            f"{owner} needs token_embedding=<a tfmask MaskedEmbedding> to tie weights to, "
+            f"got {type(token_embedding).__name__}."
+        )
+    return token_embedding
+
+
 @keras.saving.register_keras_serializable(package="tfmask")
 class MaskedLMHead(keras.layers.Layer):
     """BERT's masked-LM head, computed only at the masked positions.
@@ -54,14 +66,7 @@ class MaskedLMHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(token_embedding, dict):
-            token_embedding = keras.layers.deserialize(token_embedding)
-        if not isinstance(token_embedding, MaskedEmbedding):
-            raise ValueError(
-                "MaskedLMHead needs token_embedding=<a tfmask MaskedEmbedding>"
-                f" to tie weights to, got {type(token_embedding).__name__}."
-            )
-        self.token_embedding = token_embedding
+        self.token_embedding = tied_embedding(token_embedding, "MaskedLMHead")
         self.intermediate_activation = keras.activations.get(intermediate_activation)
         self.layer_norm_epsilon = layer_norm_epsilon
         self.kernel_initializer = keras.initializers.get(
@@ -158,14 +163,7 @@ class TiedProjection(keras.layers.Layer):
 
     def __init__(self, token_embedding, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(token_embedding, dict):
-            token_embedding = keras.layers.deserialize(token_embedding)
-        if not isinstance(token_embedding, MaskedEmbedding):
-            raise ValueError(
-                "TiedProjection needs token_embedding=<a tfmask MaskedEmbedding>, "
-                f"got {type(token_embedding).__name__}."
-            )
-        self.token_embedding = token_embedding
+        self.token_embedding = tied_embedding(token_embedding, "TiedProjection")
         self.supports_masking = True
 
     def build(self, inputs_shape):
