@@ -28,6 +28,9 @@ setup(
         "matplotlib>=3.8",
         # BLEU for translation runs and experiments, the field's standard scorer.
         "sacrebleu>=2.4",
+        # tf.summary (the trainer's TensorBoard logs) needs it; tensorflow 2.21 no
+        # longer pulls it in.
+        "tensorboard>=2.21,<2.22",
     ],
     extras_require={
         # safetensors: keras-hub's Hugging Face loader needs it; tests compare our

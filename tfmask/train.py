@@ -43,7 +43,11 @@ def run(config_path, overrides=(), output_dir=None, verbose=True):
 
 
 def main(argv):
+    from absl import logging
+
     from tfmask.training.config import ConfigError
+
+    logging.set_verbosity(logging.WARNING)  # checkpoint/export INFO lines drown the progress bar
 
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")

@@ -30,6 +30,12 @@ def with_(section, **values):
     (with_("data", batch_size=0), r"data.batch_size=0 must be > 0"),
     (with_("schedule", warmup_steps=5000), r"warmup_steps=5000 exceeds train.steps=1000"),
     (with_("data", vocabulary="pretrained"), r"data.vocabulary=pretrained needs model.pretrained"),
+    (with_("data", name="austin"), r"data.name='austin' is not a known dataset; did you mean austen\?"),
+    (with_("data", name="austen+wrdnet"), r"data.name='wrdnet' is not a known dataset"),
+    (with_("model", pretrained="/no/such/folder"), r"model.pretrained='/no/such/folder' is "
+                                                   r"neither minilm nor a folder"),
+    (with_("model", family="classifier", num_classes=1), r"model.num_classes=1 must be >= 2"),
+    (with_("model", dropout=1.0), r"model.dropout=1.0 must be in \[0, 1\)"),
 ])
 def test_bad_configs_get_one_line_messages(values, message):
     with pytest.raises(ConfigError, match=message) as info:
@@ -59,3 +65,14 @@ def test_override_and_file_errors(tmp_path):
     bad.write_text("model: [unclosed")
     with pytest.raises(ConfigError, match="is not valid YAML"):
         load_config(str(bad))
+
+
+def test_every_shipped_config_validates():
+    import glob
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = sorted(glob.glob(os.path.join(root, "configs", "*.yaml")))
+    assert len(paths) >= 7
+    for path in paths:
+        load_config(path)

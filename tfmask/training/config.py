@@ -76,7 +76,7 @@ class DataConfig:
     vocabulary_size: int = 8192
     lowercase: bool = True
     pack: bool = False
-    shuffle_buffer: int = 10_000
+    shuffle_buffer: int = 0  # 0 = the whole split (exact shuffle)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +207,21 @@ def _fraction(key, value):
         raise ConfigError(f"{key}={value} must be between 0 and 1.")
 
 
+def _check_dataset_names(names):
+    from tfmask.datasets.registry import PREFIXES, REGISTRY
+    import tfmask.datasets  # noqa: F401  (registers the corpora)
+
+    for name in names.split("+"):
+        if name.startswith("file:") and not os.path.exists(name[5:]):
+            raise ConfigError(f"data.name points to {name[5:]!r}, which does not exist; "
+                              "fix the path.")
+        if not name.startswith(PREFIXES) and name not in REGISTRY.names():
+            close = difflib.get_close_matches(name, REGISTRY.names(), n=1)
+            hint = f"did you mean {close[0]}?" if close else (
+                "see `python -m tfmask.datasets list`, or use tfds:NAME or file:PATH.")
+            raise ConfigError(f"data.name={name!r} is not a known dataset; {hint}")
+
+
 def validate(config):
     """Cross-field checks; raises ConfigError naming the key and the fix."""
     model, data, masking = config.model, config.data, config.masking
@@ -221,9 +236,7 @@ def validate(config):
     if not data.name:
         raise ConfigError("data.name is empty; set a dataset name (see "
                           "`python -m tfmask.datasets list`), tfds:NAME or file:PATH.")
-    if data.name.startswith("file:") and not os.path.exists(data.name[5:]):
-        raise ConfigError(f"data.name points to {data.name[5:]!r}, which does not exist; "
-                          "fix the path.")
+    _check_dataset_names(data.name)
     if model.pretrained is None and model.hidden_dim % model.num_heads:
         raise ConfigError(
             f"model.num_heads={model.num_heads} does not divide model.hidden_dim="
@@ -245,7 +258,14 @@ def validate(config):
             f"masking.mask_ratio + masking.random_ratio = "
             f"{masking.mask_ratio + masking.random_ratio} > 1; they are shares of the "
             "selected tokens.")
-    _fraction("model.dropout", model.dropout)
+    if not 0 <= model.dropout < 1:
+        raise ConfigError(f"model.dropout={model.dropout} must be in [0, 1): 1 drops everything.")
+    if model.family == "classifier" and model.num_classes < 2:
+        raise ConfigError(f"model.num_classes={model.num_classes} must be >= 2 for a classifier.")
+    if model.pretrained and model.pretrained != "minilm" and not os.path.isfile(
+            os.path.join(model.pretrained, "config.json")):
+        raise ConfigError(f"model.pretrained={model.pretrained!r} is neither minilm nor a folder "
+                          "with a Hugging Face BERT config.json; fix the path.")
     _positive("optimizer.learning_rate", config.optimizer.learning_rate)
     _positive("train.steps", config.train.steps)
     if model.family == "mlm" and masking.strategy not in ("random", "whole_word", "span", "entity"):

@@ -50,7 +50,7 @@ class Task:
 # --------------------------------------------------------------- tokenizer
 def _vocabulary_texts(config):
     data = config.data
-    documents = datasets.load(data.name, split=data.train_split, **data.dataset_options)
+    documents = load_documents(config, data.train_split)
     if config.model.family.startswith("seq2seq") and config.masking.strategy != "span_corruption":
         keys = [data.source_key, data.target_key]
     elif data.words_key:
@@ -105,11 +105,36 @@ def input_strategies(config, tokenizer):
 
 
 # --------------------------------------------------------------- pipelines
+def load_documents(config, split):
+    """One dataset, or a mixture for names joined by "+" ("austen+wordnet").
+
+    A mixture keeps the features all its parts share. Finite splits are
+    concatenated (evaluation sees every part in full)."""
+    data = config.data
+    parts = [datasets.load(name, split=split, **data.dataset_options)
+             for name in data.name.split("+")]
+    if len(parts) == 1:
+        return parts[0]
+    shared = set.intersection(*(set(p.element_spec) for p in parts))
+    parts = [p.map(lambda x: {k: x[k] for k in sorted(shared)}) for p in parts]
+    mixture = parts[0]
+    for part in parts[1:]:
+        mixture = mixture.concatenate(part)
+    return mixture
+
+
 def _documents(config, split, training):
-    data = datasets.load(config.data.name, split=split, **config.data.dataset_options)
+    documents = load_documents(config, split)
     if training:
-        data = data.repeat().shuffle(config.data.shuffle_buffer, seed=config.train.seed)
-    return data
+        # Shuffle, then repeat: every epoch is a fresh permutation, batches cross
+        # epoch boundaries, and the order is a pure function of the seed (exact
+        # resume skips into it). Buffer 0 = the whole split, an exact shuffle
+        # that also interleaves the parts of a mixture (up to 2^20 documents;
+        # tf.data reserves the buffer, so it is not unbounded).
+        buffer = config.data.shuffle_buffer or 1 << 20
+        documents = documents.shuffle(buffer, seed=config.train.seed,
+                                      reshuffle_each_iteration=True).repeat()
+    return documents
 
 
 def _eval_batches(config, documents_to_batches):
@@ -286,7 +311,7 @@ def corpus_bleu(model, tokenizer, config, count, sampler="greedy"):
     import sacrebleu
 
     data = config.data
-    pairs = datasets.load(data.name, split=data.eval_split, **data.dataset_options).take(count)
+    pairs = load_documents(config, data.eval_split).take(count)
     hypotheses, references = [], []
     for batch in pairs.batch(64):
         source = _tokens_with_eos(tokenizer, batch[data.source_key], data.sequence_length)

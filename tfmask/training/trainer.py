@@ -169,7 +169,8 @@ class Trainer:
     def evaluate(self):
         for metric in self.eval_metrics.values():
             metric.reset_state()
-        dataset = self.task.evaluation.take(self.config.train.eval_batches)
+        dataset = self.task.evaluation.take(self.config.train.eval_batches).with_options(
+            _shard_by_data())
         for batch in self.strategy.experimental_distribute_dataset(dataset):
             self._eval_step(batch)
         results = {f"eval_{k}": float(m.result()) for k, m in self.eval_metrics.items()}
@@ -190,6 +191,7 @@ class Trainer:
             print(f"Resumed from {restored} at step {start}.")
         # The pipeline is a function of the seed: skip what was consumed.
         dataset = self.task.train.skip(start) if start else self.task.train
+        dataset = dataset.with_options(_shard_by_data())
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         progress = keras.utils.Progbar(config.train.steps, verbose=1 if self.verbose else 0,
                                        stateful_metrics=["loss", "accuracy", "tokens/s"])
@@ -244,6 +246,14 @@ class Trainer:
                           verbose=False)
         shutil.copy(self.task.vocabulary_path, os.path.join(path, "vocab.txt"))
         return path
+
+
+def _shard_by_data():
+    """Workers split each global batch, not the files: the corpora are one
+    TFRecord per split, so file sharding would leave workers without data."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
 
 
 def variables_digest(model):

@@ -1,0 +1,276 @@
+"""End-to-end training on real data: every family learns, resume is exact,
+strategies and precisions agree, the CLIs run, bad configs stop early.
+
+Runs are tiny (one layer, hidden 32, tens of steps) but go through the full
+path: dataset cache -> tokenizer -> masking pipeline -> model -> trainer ->
+checkpoints -> export.
+"""
+
+import copy
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmask.training.config import config_from_dict
+from tfmask.training.trainer import Trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY_MLM = os.path.join(REPO, "tests", "configs", "tiny_mlm.yaml")
+TINY_ENCODER = {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64,
+                "dropout": 0.0}
+TINY_DATA = {"sequence_length": 32, "batch_size": 8, "eval_batch_size": 16,
+             "vocabulary_size": 1000}
+TINY_TRAIN = {"steps": 40, "log_every": 10, "eval_batches": 3}
+TINY_OPTIMIZER = {"learning_rate": 3e-3}
+
+FAMILIES = {
+    "mlm_whole_word": {"model": {"family": "mlm"}, "data": {"name": "austen"},
+                       "masking": {"strategy": "whole_word", "max_predictions": 6}},
+    "mlm_packed_mixture": {"model": {"family": "mlm"},
+                           "data": {"name": "austen+wordnet", "pack": True},
+                           "masking": {"strategy": "random", "max_predictions": 6}},
+    "classifier": {"model": {"family": "classifier"},
+                   "data": {"name": "rotten_tomatoes"}, "masking": {"strategy": "none"}},
+    "seq2seq_transformer": {
+        "model": {"family": "seq2seq_transformer"},
+        "data": {"name": "kjv_rv1909", "target_length": 40},
+        "masking": {"strategy": "none"}, "train": {"generate_examples": 8}},
+    "seq2seq_lstm": {"model": {"family": "seq2seq_lstm", "embedding_dim": 32, "lstm_units": 64},
+                     "data": {"name": "kjv_rv1909", "target_length": 40},
+                     "masking": {"strategy": "none"}},
+    "span_corruption": {"model": {"family": "seq2seq_transformer"}, "data": {"name": "austen"},
+                        "masking": {"strategy": "span_corruption"}},
+    "causal_lm_packed": {"model": {"family": "causal_lm"}, "data": {"name": "austen", "pack": True},
+                         "masking": {"strategy": "none"}},
+}
+
+
+def tiny_config(family, **overrides):
+    """A tiny config dict of a family, with section-level overrides."""
+    values = copy.deepcopy(FAMILIES[family])
+    values["model"] = {**TINY_ENCODER, **values["model"]}
+    values["data"] = {**TINY_DATA, **values["data"]}
+    values["train"] = {**TINY_TRAIN, **values.get("train", {})}
+    values["optimizer"] = dict(TINY_OPTIMIZER)
+    values["runtime"] = {"export": False}
+    for section, updates in overrides.items():
+        values[section] = {**values.get(section, {}), **updates}
+    return values
+
+
+def read_metrics(output_dir):
+    with open(os.path.join(output_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def train_losses(output_dir):
+    return [r["train_loss"] for r in read_metrics(output_dir) if "train_loss" in r]
+
+
+def checkpoint_tensors(output_dir):
+    """{name: array} of the latest checkpoint in a run folder."""
+    path = tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints"))
+    reader = tf.train.load_checkpoint(path)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if "model_variables" in name}
+
+
+def run_cli(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+                          **kwargs)
+
+
+# ------------------------------------------------------------ every family learns
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_trains_on_real_data_and_the_loss_falls(family, tmp_path):
+    config = config_from_dict(tiny_config(family))
+    results = Trainer(config, str(tmp_path), verbose=False).fit()
+    losses = train_losses(tmp_path)
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert math.isfinite(results["eval_loss"]) and 0 <= results["eval_accuracy"] <= 1
+    if family == "seq2seq_transformer":  # greedy decoding with the KV cache, scored by sacreBLEU
+        assert 0 <= results["eval_bleu"] <= 100
+    if family != "classifier":
+        assert results["eval_perplexity"] == pytest.approx(math.exp(results["eval_loss"]), rel=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_without_nan(precision, tmp_path):
+    config = config_from_dict(tiny_config("mlm_whole_word", runtime={"precision": precision,
+                                                                     "export": False}))
+    trainer = Trainer(config, str(tmp_path), verbose=False)
+    results = trainer.fit()
+    losses = train_losses(tmp_path)
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.9 * losses[0], losses
+    assert math.isfinite(results["eval_loss"])
+    compute = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[precision]
+    assert trainer.model.get_layer("encoder_block_0").compute_dtype == compute
+    assert all(v.dtype == "float32" for v in trainer.model.trainable_variables)
+
+
+def test_checkpoints_keep_the_last_k_and_export_reloads(tmp_path):
+    config = config_from_dict(tiny_config(
+        "mlm_whole_word", runtime={"checkpoint_every": 10, "keep_checkpoints": 2, "export": True},
+        train={"steps": 40, "log_every": 10, "eval_batches": 2}))
+    Trainer(config, str(tmp_path), verbose=False).fit()
+    index = sorted(f for f in os.listdir(tmp_path / "checkpoints") if f.endswith(".index"))
+    assert index == ["ckpt-30.index", "ckpt-40.index"]
+    for name in ("model.keras", "vocab.txt", "saved_model/saved_model.pb"):
+        assert (tmp_path / "export" / name).exists(), name
+    from tfmask.predict import Predictor
+
+    predictor = Predictor(str(tmp_path))
+    [(position, candidates)] = predictor.fill_mask("it is a truth universally [MASK] .", top_k=3)
+    assert position == 5 and len(candidates) == 3
+    assert sum(p for _, p in candidates) <= 1.0 + 1e-6
+    reloaded = tf.saved_model.load(str(tmp_path / "export" / "saved_model"))
+    assert reloaded.signatures  # the serving signature exists
+
+
+# ------------------------------------------------------------ exact resume
+def _train_cli(output_dir, *sets):
+    return [sys.executable, "-m", "tfmask.train", "--config", TINY_MLM, "--output_dir",
+            str(output_dir), "--set", "runtime.export=false", *sum((["--set", s] for s in sets), [])]
+
+
+def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path):
+    # Dropout on: its seed state must be checkpointed too.
+    sets = ("train.steps=60", "runtime.checkpoint_every=5", "model.dropout=0.1", "train.log_every=5")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    uninterrupted = tmp_path / "uninterrupted"
+    subprocess.run(_train_cli(uninterrupted, *sets), cwd=REPO, env=env, check=True,
+                   capture_output=True)
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(_train_cli(interrupted, *sets), cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = interrupted / "checkpoints" / "ckpt-20.index"
+    deadline = time.time() + 300
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (interrupted / "checkpoints" / "ckpt-60.index").exists()
+
+    resumed = subprocess.run(_train_cli(interrupted, *sets), cwd=REPO, env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resumed from" in resumed.stdout
+    expected, actual = checkpoint_tensors(uninterrupted), checkpoint_tensors(interrupted)
+    assert expected.keys() == actual.keys() and len(expected) > 10
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    # The resumed run logged the steps after its restart, and its last loss
+    # equals the uninterrupted run's.
+    assert train_losses(interrupted)[-1] == pytest.approx(train_losses(uninterrupted)[-1],
+                                                          rel=1e-4)
+
+
+# ------------------------------------------------------------ strategies
+MIRRORED_SCRIPT = """
+import json, sys
+from tfmask.training.strategy import configure_cpu_devices
+configure_cpu_devices(2)
+from tfmask.training.config import config_from_dict
+from tfmask.training.trainer import Trainer, variables_digest
+values = json.loads(sys.argv[1])
+out = {}
+for strategy in ("default", "mirrored"):
+    values["runtime"]["strategy"] = strategy
+    trainer = Trainer(config_from_dict(values), sys.argv[2] + "/" + strategy, verbose=False)
+    results = trainer.fit()
+    out[strategy] = {"replicas": trainer.strategy.num_replicas_in_sync,
+                     "digest": variables_digest(trainer.model), **results}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_mirrored_on_two_cpu_devices_matches_default(tmp_path):
+    values = tiny_config("mlm_packed_mixture", runtime={"export": False, "num_devices": 2},
+                         train={"steps": 20, "log_every": 10, "eval_batches": 2})
+    completed = run_cli("-c", MIRRORED_SCRIPT, json.dumps(values), str(tmp_path), timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    line = [x for x in completed.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    out = json.loads(line[len("RESULT "):])
+    assert out["default"]["replicas"] == 1 and out["mirrored"]["replicas"] == 2
+    assert out["mirrored"]["digest"] == pytest.approx(out["default"]["digest"], rel=1e-5)
+    assert out["mirrored"]["eval_loss"] == pytest.approx(out["default"]["eval_loss"], rel=1e-4)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_with_two_local_processes_completes(tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            _train_cli(tmp_path / "run", "runtime.strategy=multi_worker", "train.steps=12",
+                       "train.log_every=4", "runtime.checkpoint_every=6"),
+            cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    assert "final: eval_loss" in outputs[0][0]
+    # Only the chief (worker 0) keeps checkpoints and logs.
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-12.index").exists()
+    assert not [d for d in os.listdir(tmp_path / "run") if d.startswith("tmp_worker")]
+    losses = train_losses(tmp_path / "run")
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+
+
+# ------------------------------------------------------------ the command lines
+@pytest.mark.parametrize("args,message", [
+    (["--set", "model.num_layer=2"], "error: Unknown key model.num_layer; did you mean "
+                                     "model.num_layers?"),
+    (["--set", "data.name=austin"], "error: data.name='austin' is not a known dataset; "
+                                    "did you mean austen?"),
+    (["--set", "masking.rate=1.5"], "error: masking.rate=1.5 must be between 0 and 1."),
+    (["--set", "model.num_heads=3"], "error: model.num_heads=3 does not divide"),
+])
+def test_train_cli_reports_a_bad_config_in_one_line(args, message, tmp_path):
+    completed = run_cli("-m", "tfmask.train", "--config", TINY_MLM, "--output_dir",
+                        str(tmp_path), *args)
+    assert completed.returncode == 2
+    lines = [x for x in completed.stderr.strip().splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(message), completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr
+    assert not os.listdir(tmp_path)  # no work started
+
+
+def test_train_predict_and_inspect_command_lines(tmp_path):
+    run = tmp_path / "run"
+    completed = run_cli("-m", "tfmask.train", "--config", TINY_MLM, "--output_dir", str(run),
+                        "--set", "train.steps=10")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "final: eval_loss" in completed.stdout
+    predicted = run_cli("-m", "tfmask.predict", "--run", str(run), "--text",
+                        "she was [MASK] to see him .", "--top_k", "2")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert predicted.stdout.startswith("[MASK] at token 3: ")
+    pictures = tmp_path / "pictures"
+    inspected = run_cli("-m", "tfmask.inspect", "--config", TINY_MLM, "--output_dir",
+                        str(pictures))
+    assert inspected.returncode == 0, inspected.stderr[-3000:]
+    for name in ("tokens.png", "masks.png"):
+        assert (pictures / name).stat().st_size > 10_000, name
