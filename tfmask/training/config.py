@@ -103,7 +103,7 @@ class OptimizerConfig:
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-6
-    clipnorm: Optional[float] = 1.0
+    clipnorm: Optional[float] = 1.0  # global gradient norm (BERT); null = no clipping
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,10 +3,14 @@
     task = build_task(config)            # tokenizer, datasets, model factory
     Trainer(config, output_dir).fit()    # train, evaluate, checkpoint, export
 
-The step keeps loss scaling and the cross-replica loss division in one
-place: each replica divides its weighted loss sum by the *global* weight sum
-(all-reduced), the optimizer sums gradients over replicas, so any number of
-replicas computes the gradient of the global weighted mean.
+The step keeps loss scaling, the cross-replica loss division and gradient
+clipping in one place: each replica divides its weighted loss sum by the
+*global* weight sum (all-reduced), so the sum of the replicas' gradients is
+the gradient of the global weighted mean. That sum is formed *before*
+clipping: Keras optimizers clip each replica's partial gradient before they
+all-reduce, which makes `mirrored` train differently from one device (and
+lets float16 replicas disagree on whether a step overflowed). Clipping here
+is by the global norm of the whole gradient, as BERT does.
 
 Exact resume: model variables (dropout seed states included), optimizer
 variables and the step are checkpointed; the input pipeline is a pure
@@ -38,7 +42,7 @@ def make_optimizer(config):
                            config.schedule.decay, config.schedule.final_fraction)
     optimizer = keras.optimizers.AdamW(
         learning_rate=schedule, weight_decay=opt.weight_decay, beta_1=opt.beta_1,
-        beta_2=opt.beta_2, epsilon=opt.epsilon, clipnorm=opt.clipnorm)
+        beta_2=opt.beta_2, epsilon=opt.epsilon)  # clipping: see clip_global_gradients
     # Biases and layer-norm scales are not decayed (BERT's recipe).
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     if config.runtime.precision == "mixed_float16":
@@ -123,6 +127,8 @@ class Trainer:
                 loss = local_sum / tf.maximum(global_weight, 1e-9)
                 scaled = optimizer.scale_loss(loss)
             gradients = tape.gradient(scaled, model.trainable_variables)
+            gradients = clip_global_gradients(gradients, self.config.optimizer.clipnorm,
+                                              _loss_scale(optimizer))
             optimizer.apply(gradients, model.trainable_variables)
             metrics["accuracy"].update_state(labels, logits, weights)
             if "perplexity" in metrics:
@@ -246,6 +252,48 @@ class Trainer:
                           verbose=False)
         shutil.copy(self.task.vocabulary_path, os.path.join(path, "vocab.txt"))
         return path
+
+
+def clip_global_gradients(gradients, clipnorm, loss_scale=None):
+    """Replica gradients -> what `optimizer.apply` needs for an exact global step.
+
+    Embedding gradients arrive as `IndexedSlices` with one slice per token
+    occurrence; they are summed into dense tensors first, because both the
+    norm of repeated slices and Adam's square of them would be wrong (and
+    differ with how a batch is split over replicas). With several replicas
+    the gradients are then summed across them, so the norm is that of the
+    global gradient; each replica hands 1/N of the clipped sum to the
+    optimizer, whose own all-reduce adds the N copies back up. `loss_scale`
+    (float16) is the factor the gradients still carry, so the threshold
+    applies to the true gradient. A non-finite norm leaves the gradients as
+    they are, for the loss-scale optimizer to skip the step.
+
+    Example:
+    >>> import tensorflow as tf
+    >>> [g] = clip_global_gradients([tf.constant([3.0, 4.0])], clipnorm=1.0)
+    >>> [round(float(x), 6) for x in g]
+    [0.6, 0.8]
+    """
+    gradients = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context else 1
+    if replicas > 1:
+        present = [g for g in gradients if g is not None]
+        summed = iter(context.all_reduce("sum", present))
+        gradients = [None if g is None else next(summed) for g in gradients]
+    factor = tf.constant(1.0 / replicas)
+    if clipnorm:
+        threshold = clipnorm * (loss_scale if loss_scale is not None else 1.0)
+        norm = tf.linalg.global_norm([g for g in gradients if g is not None])
+        clip = tf.math.is_finite(norm) & (norm > threshold)
+        factor = factor * tf.where(clip, threshold / norm, 1.0)
+    return [None if g is None else g * tf.cast(factor, g.dtype) for g in gradients]
+
+
+def _loss_scale(optimizer):
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return tf.cast(optimizer.dynamic_scale, tf.float32)
+    return None
 
 
 def _shard_by_data():
