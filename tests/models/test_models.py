@@ -133,3 +133,21 @@ def test_transformer_cached_steps_give_the_teacher_forced_logits():
     for t in range(4):
         logits, cache = model._step(target[:, t : t + 1], cache, t)
         np.testing.assert_allclose(logits[:, 0], full[:, t], atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["mlm", "classifier"])
+def test_padding_free_models_equal_padded_models(family, tmp_path):
+    inputs = {"token_ids": SOURCE}
+    if family == "mlm":
+        build = lambda **kw: MaskedLMModel(**SMALL, max_predictions=3, **kw)  # noqa: E731
+        inputs["mask_positions"] = np.array([[1, 2, 0], [0, 1, 2]], "int32")
+    else:
+        build = lambda **kw: ClassifierModel(num_classes=2, pooling="mean", **SMALL, **kw)  # noqa: E731
+    padded, free = build(), build(padding_free=True)
+    free.set_weights(padded.get_weights())
+    np.testing.assert_allclose(free(inputs), padded(inputs), atol=1e-5)
+    path = str(tmp_path / "free.keras")
+    free.save(path)
+    restored = keras.models.load_model(path)
+    assert restored.get_layer("encoder_block_0").padding_free
+    np.testing.assert_allclose(restored(inputs), padded(inputs), atol=1e-5)

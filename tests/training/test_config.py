@@ -3,7 +3,13 @@
 import pytest
 import yaml
 
-from tfmask.training.config import ConfigError, apply_overrides, config_from_dict, load_config
+from tfmask.training.config import (
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    padding_free,
+)
 
 BASE = {"model": {"family": "mlm"}, "data": {"name": "austen"}}
 
@@ -36,6 +42,8 @@ def with_(section, **values):
                                                    r"neither minilm nor a folder"),
     (with_("model", family="classifier", num_classes=1), r"model.num_classes=1 must be >= 2"),
     (with_("model", dropout=1.0), r"model.dropout=1.0 must be in \[0, 1\)"),
+    ({**with_("model", padding_free=True), "runtime": {"jit_compile": True}},
+     r"model.padding_free=true needs dynamic shapes"),
 ])
 def test_bad_configs_get_one_line_messages(values, message):
     with pytest.raises(ConfigError, match=message) as info:
@@ -76,3 +84,10 @@ def test_every_shipped_config_validates():
     assert len(paths) >= 7
     for path in paths:
         load_config(path)
+
+
+def test_padding_free_is_on_unless_shapes_must_be_static():
+    assert padding_free(config_from_dict(BASE))
+    assert not padding_free(config_from_dict({**BASE, "runtime": {"jit_compile": True}}))
+    assert not padding_free(config_from_dict({**BASE, "runtime": {"strategy": "tpu"}}))
+    assert not padding_free(config_from_dict(with_("model", padding_free=False)))

@@ -1,12 +1,14 @@
 """Keras 3 layers of tfmask, written with `keras.ops` and mask-aware."""
 
 from tfmask.layers.attention import MaskedMultiHeadAttention
+from tfmask.layers.dropout import Dropout
 from tfmask.layers.embedding import MaskedEmbedding, sinusoidal_positions
 from tfmask.layers.heads import MaskedLMHead, TiedProjection
 from tfmask.layers.lstm_decoder import MaskedLSTMDecoder
 from tfmask.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
 __all__ = [
+    "Dropout",
     "MaskedEmbedding",
     "MaskedLMHead",
     "MaskedLSTMDecoder",

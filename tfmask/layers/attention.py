@@ -5,7 +5,9 @@ import math
 import keras
 from keras import ops
 
+from tfmask.layers.dropout import Dropout
 from tfmask.layers.keras_mask import keras_mask_of
+from tfmask.layers.padding_free import gather_tokens, scatter_tokens
 from tfmask import masks as mask_ops
 
 
@@ -54,6 +56,11 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
             not yet written are never seen when `use_causal_mask=True`.
         return_attention_scores: bool. Also return the attention
             probabilities [B, num_heads, T, S] (before dropout).
+        token_index: int32 [N] or None. Padding-free self-attention: `query`
+            is then [N, D], the real tokens of a [B, T] batch whose padding
+            mask `query_mask` must be given, at the flat positions
+            `token_index` (`tfmask.layers.padding_free`). Projections run on
+            the N tokens only; the output is [N, output_dim].
         training: bool. Enables dropout.
 
     Returns:
@@ -113,6 +120,8 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
         return projection
 
     def build(self, query_shape, value_shape=None, key_shape=None):
+        if len(query_shape) == 2:  # padding-free tokens [N, D] (see `token_index`)
+            query_shape = (None,) + tuple(query_shape)
         value_shape = query_shape if value_shape is None else value_shape
         key_shape = value_shape if key_shape is None else key_shape
         heads = self.num_heads
@@ -137,7 +146,7 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
         self._output_dense.build(
             (query_shape[0], query_shape[1], heads, self.value_dim)
         )
-        self._dropout_layer = keras.layers.Dropout(
+        self._dropout_layer = Dropout(
             self.dropout, dtype=self.dtype_policy
         )
         self.built = True
@@ -169,6 +178,7 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
         cache=None,
         cache_update_index=None,
         return_attention_scores=False,
+        token_index=None,
         training=None,
     ):
         # Keras fills `*_mask` arguments only when a call has several tensor
@@ -197,9 +207,14 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
             key = value
             key_mask = None  # the value mask already covers the keys
 
-        query_heads = self._query_dense(query)  # [B, T, H, K]
-        key_heads = self._key_dense(key)  # [B, S, H, K]
-        value_heads = self._value_dense(value)  # [B, S, H, V]
+        if token_index is not None:
+            query_heads, key_heads, value_heads = self._padding_free_projections(
+                query, query_mask, token_index, self_attention, cache
+            )
+        else:
+            query_heads = self._query_dense(query)  # [B, T, H, K]
+            key_heads = self._key_dense(key)  # [B, S, H, K]
+            value_heads = self._value_dense(value)  # [B, S, H, V]
 
         causal_offset = None
         if cache is not None:
@@ -242,7 +257,12 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
         context = ops.einsum(
             "bhts,bshd->bthd", dropped, value_heads
         )  # [B, T, H, V]
-        output = self._output_dense(context)
+        if token_index is not None:
+            # expand/squeeze, not [None]/[0]: slicing has a costly gradient.
+            context = ops.expand_dims(gather_tokens(context, token_index), 0)  # [1, N, H, V]
+            output = ops.squeeze(self._output_dense(context), 0)  # [N, D]
+        else:
+            output = self._output_dense(context)
 
         outputs = [output]
         if return_attention_scores:
@@ -250,6 +270,25 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             outputs.append(cache)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def _padding_free_projections(self, tokens, query_mask, token_index, self_attention,
+                                  cache):
+        """[N, D] real tokens -> query/key/value heads [B, T, H, K], zero at padding."""
+        if not self_attention or cache is not None:
+            raise ValueError(
+                "token_index (padding-free attention) works for self-attention "
+                "without a cache; drop `value`/`key`/`cache` or `token_index`."
+            )
+        if query_mask is None:
+            raise ValueError(
+                "token_index needs `query_mask`, the [B, T] padding mask the "
+                "tokens were gathered with."
+            )
+        heads = []
+        for projection in (self._query_dense, self._key_dense, self._value_dense):
+            projected = ops.squeeze(projection(ops.expand_dims(tokens, 0)), 0)  # [N, H, K]
+            heads.append(scatter_tokens(projected, token_index, query_mask))
+        return heads
 
     def get_config(self):
         config = super().get_config()

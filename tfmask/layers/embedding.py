@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tfmask import masks as mask_ops
+from tfmask.layers.dropout import Dropout
 
 POSITION_KINDS = ("learned", "sinusoidal")
 
@@ -131,7 +132,7 @@ class MaskedEmbedding(keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm"
         )
         self.layer_norm.build(tuple(token_ids_shape) + (self.hidden_dim,))
-        self._dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self._dropout_layer = Dropout(self.dropout, dtype=self.dtype_policy)
         self.built = True
 
     @property

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tfmask.layers.dropout import Dropout
 from tfmask.layers.keras_mask import keras_mask_of
 from tfmask import masks as mask_ops
 
@@ -124,7 +125,7 @@ class MaskedLSTMDecoder(keras.layers.Layer):
             self._score_dense.build((None, None, encoder_dim))
         self._combine = self._dense(self.units, "attention_combine", activation="tanh")
         self._combine.build((None, None, self.units + encoder_dim))
-        self._dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self._dropout_layer = Dropout(self.dropout, dtype=self.dtype_policy)
         self.built = True
 
     def prepare_memory(self, encoder_outputs):

@@ -3,7 +3,9 @@
 import keras
 
 
+from tfmask.layers.dropout import Dropout
 from tfmask.layers.keras_mask import keras_mask_of
+from tfmask.layers.padding_free import gather_tokens, real_token_index, scatter_tokens
 from tfmask.layers.attention import MaskedMultiHeadAttention
 
 
@@ -83,7 +85,7 @@ class _TransformerBlockBase(keras.layers.Layer):
         self._ffn_outer = self._dense(hidden_dim, "ffn_outer")
         self._ffn_outer.build((None, None, self.intermediate_dim))
         self._ffn_norm = self._norm(hidden_dim, "ffn_norm")
-        self._dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self._dropout_layer = Dropout(self.dropout, dtype=self.dtype_policy)
 
     def _residual(self, x, sublayer, norm, training):
         """x + dropout(sublayer(x)) with pre- or post-layer-norm.
@@ -96,13 +98,10 @@ class _TransformerBlockBase(keras.layers.Layer):
         return out if self.normalize_first else norm(out)
 
     def _feedforward(self, x, training):
+        # Dropout on the feed-forward output only (in `_residual`), as BERT
+        # and keras-hub do; none on the 4x wider inner activations.
         return self._residual(
-            x,
-            lambda h: self._ffn_outer(
-                self._dropout_layer(self._ffn_inner(h), training=training)
-            ),
-            self._ffn_norm,
-            training,
+            x, lambda h: self._ffn_outer(self._ffn_inner(h)), self._ffn_norm, training
         )
 
     def compute_output_shape(self, inputs_shape, *args, **kwargs):
@@ -134,7 +133,7 @@ _BLOCK_ARGS_DOC = """
     Args:
         num_heads: int. Attention heads; must divide the hidden size.
         intermediate_dim: int. Width of the feed-forward layer.
-        dropout: float. Dropout on sub-layer outputs and in the feed-forward.
+        dropout: float. Dropout on the attention and feed-forward outputs.
         attention_dropout: float. Dropout on attention probabilities;
             defaults to `dropout`.
         activation: feed-forward activation. Default "gelu".
@@ -156,9 +155,16 @@ class TransformerEncoderBlock(_TransformerBlockBase):
     `attention_mask`, `segment_ids` and `use_causal_mask` in one place
     (`tfmask.masks.merge_attention_masks`), so passing a padding mask and an
     attention mask together works (keras-hub #783).
+
+    With `padding_free=True` and a padding mask, projections, feed-forward,
+    norms and dropouts run on the real tokens only (`tfmask.layers.
+    padding_free`); outputs at real tokens are the same, padding positions
+    get zeros. It needs dynamic shapes, so not XLA or TPUs.
 """
         + _BLOCK_ARGS_DOC
-        + """
+        + """        padding_free: bool. Skip padding in token-wise computations.
+            Default False.
+
     Call arguments:
         inputs: [B, S, D].
         padding_mask: [B, S] bool; defaults to the input's Keras mask.
@@ -175,6 +181,34 @@ class TransformerEncoderBlock(_TransformerBlockBase):
     TensorShape([1, 3, 8])
     """
     )
+
+    def __init__(
+        self,
+        num_heads,
+        intermediate_dim,
+        dropout=0.0,
+        attention_dropout=None,
+        activation="gelu",
+        layer_norm_epsilon=1e-12,
+        normalize_first=False,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        padding_free=False,
+        **kwargs,
+    ):
+        super().__init__(
+            num_heads,
+            intermediate_dim,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon,
+            normalize_first=normalize_first,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            **kwargs,
+        )
+        self.padding_free = padding_free
 
     def build(self, inputs_shape):
         hidden_dim = inputs_shape[-1]
@@ -195,8 +229,13 @@ class TransformerEncoderBlock(_TransformerBlockBase):
     ):
         if padding_mask is None:
             padding_mask = keras_mask_of(inputs)
+        token_index = None
+        x = inputs
+        if self.padding_free and padding_mask is not None:
+            token_index = real_token_index(padding_mask)
+            x = gather_tokens(inputs, token_index)  # [N, D]
         x = self._residual(
-            inputs,
+            x,
             lambda h: self._self_attention(
                 h,
                 query_mask=padding_mask,
@@ -204,12 +243,21 @@ class TransformerEncoderBlock(_TransformerBlockBase):
                 attention_mask=attention_mask,
                 segment_ids=segment_ids,
                 use_causal_mask=use_causal_mask,
+                token_index=token_index,
                 training=training,
             ),
             self._self_attention_norm,
             training,
         )
-        return self._feedforward(x, training)
+        x = self._feedforward(x, training)
+        if token_index is not None:
+            x = scatter_tokens(x, token_index, padding_mask)  # [B, S, D]
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config["padding_free"] = self.padding_free
+        return config
 
 
 @keras.saving.register_keras_serializable(package="tfmask")

@@ -29,6 +29,7 @@ class EncoderStack:
         position="learned",
         num_segments=2,
         pad_id=0,
+        padding_free=False,
         dtype=None,
     ):
         initializer = keras.initializers.TruncatedNormal(stddev=0.02)
@@ -42,7 +43,8 @@ class EncoderStack:
                 num_heads, intermediate_dim, dropout=dropout,
                 attention_dropout=attention_dropout, activation=activation,
                 layer_norm_epsilon=layer_norm_epsilon, normalize_first=normalize_first,
-                kernel_initializer=initializer, dtype=dtype, name=f"encoder_block_{i}",
+                kernel_initializer=initializer, padding_free=padding_free, dtype=dtype,
+                name=f"encoder_block_{i}",
             )
             for i in range(num_layers)
         ]

@@ -3,13 +3,13 @@
 import keras
 
 from tfmask.data import features as F
-from tfmask.layers import MaskedLMHead
+from tfmask.layers import Dropout, MaskedLMHead
 from tfmask.models.encoder import EncoderStack, symbolic_inputs
 
 ENCODER_ARGS = (
     "vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
     "max_length", "dropout", "attention_dropout", "activation", "layer_norm_epsilon",
-    "normalize_first", "position", "num_segments", "pad_id",
+    "normalize_first", "position", "num_segments", "pad_id", "padding_free",
 )
 
 
@@ -37,7 +37,9 @@ class MaskedLMModel(_EncoderModel):
     Inputs: `token_ids` [B, S], `mask_positions` [B, P]; with `packed=True`
     also `segment_ids` and `position_ids` [B, S] (rows packed with
     `tfmask.data.packing.pack`; documents never attend to each other).
-    Output: logits [B, P, vocabulary_size].
+    Output: logits [B, P, vocabulary_size]. `padding_free=True` runs the
+    encoder's token-wise layers on real tokens only (same logits, less work;
+    not under XLA/TPU, see `tfmask.layers.padding_free`).
 
     Example:
     >>> import numpy as np
@@ -51,12 +53,13 @@ class MaskedLMModel(_EncoderModel):
     def __init__(self, vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
                  max_length, dropout=0.1, attention_dropout=None, activation="gelu",
                  layer_norm_epsilon=1e-12, normalize_first=False, position="learned",
-                 num_segments=2, pad_id=0, packed=False, max_predictions=None, **kwargs):
+                 num_segments=2, pad_id=0, packed=False, max_predictions=None,
+                 padding_free=False, **kwargs):
         dtype = kwargs.pop("dtype", None)
         stack = EncoderStack(vocabulary_size, num_layers, num_heads, hidden_dim,
                              intermediate_dim, max_length, dropout, attention_dropout,
                              activation, layer_norm_epsilon, normalize_first, position,
-                             num_segments, pad_id, dtype=dtype)
+                             num_segments, pad_id, padding_free=padding_free, dtype=dtype)
         names = [F.TOKEN_IDS] + ([F.SEGMENT_IDS, F.POSITION_IDS] if packed else [])
         inputs = symbolic_inputs(
             names, extra={F.MASK_POSITIONS: ((max_predictions,), "int32")}
@@ -76,7 +79,7 @@ class MaskedLMModel(_EncoderModel):
                     activation=activation, layer_norm_epsilon=layer_norm_epsilon,
                     normalize_first=normalize_first, position=position,
                     num_segments=num_segments, pad_id=pad_id, packed=packed,
-                    max_predictions=max_predictions)
+                    max_predictions=max_predictions, padding_free=padding_free)
 
     def get_config(self):
         return {**self._encoder_config(), "packed": self.packed,
@@ -105,14 +108,14 @@ class ClassifierModel(_EncoderModel):
                  intermediate_dim, max_length, dropout=0.1, attention_dropout=None,
                  activation="gelu", layer_norm_epsilon=1e-12, normalize_first=False,
                  position="learned", num_segments=2, pad_id=0, pooling="cls",
-                 classifier_dropout=None, **kwargs):
+                 classifier_dropout=None, padding_free=False, **kwargs):
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling={pooling!r} must be 'cls' or 'mean'.")
         dtype = kwargs.pop("dtype", None)
         stack = EncoderStack(vocabulary_size, num_layers, num_heads, hidden_dim,
                              intermediate_dim, max_length, dropout, attention_dropout,
                              activation, layer_norm_epsilon, normalize_first, position,
-                             num_segments, pad_id, dtype=dtype)
+                             num_segments, pad_id, padding_free=padding_free, dtype=dtype)
         inputs = symbolic_inputs([F.TOKEN_IDS])
         sequence = stack(inputs[F.TOKEN_IDS])
         if pooling == "cls":
@@ -122,7 +125,7 @@ class ClassifierModel(_EncoderModel):
         else:
             pooled = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="mean_pool")(sequence)
         rate = dropout if classifier_dropout is None else classifier_dropout
-        pooled = keras.layers.Dropout(rate, dtype=dtype, name="classifier_dropout")(pooled)
+        pooled = Dropout(rate, dtype=dtype, name="classifier_dropout")(pooled)
         logits = keras.layers.Dense(num_classes, dtype=dtype, name="classifier")(pooled)
         logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
         super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
@@ -133,7 +136,8 @@ class ClassifierModel(_EncoderModel):
                     attention_dropout=attention_dropout, activation=activation,
                     layer_norm_epsilon=layer_norm_epsilon, normalize_first=normalize_first,
                     position=position, num_segments=num_segments, pad_id=pad_id,
-                    pooling=pooling, classifier_dropout=classifier_dropout)
+                    pooling=pooling, classifier_dropout=classifier_dropout,
+                    padding_free=padding_free)
 
     def get_config(self):
         return {**self._encoder_config(), "num_classes": self.num_classes,

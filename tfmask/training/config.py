@@ -55,6 +55,9 @@ class ModelConfig:
     pooling: str = "cls"
     normalize_first: bool = False
     position: str = "learned"
+    # Encoder token-wise layers on real tokens only (tfmask.layers.padding_free).
+    # null = on unless XLA (runtime.jit_compile) or TPUs need static shapes.
+    padding_free: Optional[bool] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,12 +283,24 @@ def validate(config):
                           "that ends each prompt.")
     if masking.strategy == "term" and not (masking.terms or masking.patterns):
         raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
+    static = config.runtime.jit_compile or config.runtime.strategy == "tpu"
+    if model.padding_free and static:
+        raise ConfigError("model.padding_free=true needs dynamic shapes, which XLA "
+                          "(runtime.jit_compile) and TPUs do not allow; set "
+                          "model.padding_free: false or leave it unset.")
     if data.vocabulary == "pretrained" and not model.pretrained:
         raise ConfigError("data.vocabulary=pretrained needs model.pretrained (its vocab.txt).")
     if config.schedule.warmup_steps > config.train.steps:
         raise ConfigError(f"schedule.warmup_steps={config.schedule.warmup_steps} exceeds "
                           f"train.steps={config.train.steps}; lower it.")
     return config
+
+
+def padding_free(config):
+    """`model.padding_free` resolved: unset means on unless shapes must be static."""
+    if config.model.padding_free is not None:
+        return config.model.padding_free
+    return not (config.runtime.jit_compile or config.runtime.strategy == "tpu")
 
 
 def config_from_dict(values):

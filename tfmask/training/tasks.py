@@ -29,6 +29,7 @@ from tfmask.models import (
 )
 from tfmask.models.pretrained import from_pretrained, pretrained_directory, read_bert_config
 from tfmask.text import WordPieceTokenizer, train_wordpiece_vocabulary
+from tfmask.training.config import padding_free
 
 AUTOTUNE = tf.data.AUTOTUNE
 VOCABULARY_TRAINING_DOCUMENTS = 200_000
@@ -191,10 +192,12 @@ def mlm_task(config, tokenizer):
         if config.model.pretrained:
             model, _ = from_pretrained(MaskedLMModel, pretrained_directory(config.model.pretrained),
                                        packed=data.pack, max_predictions=config.masking.max_predictions,
-                                       dropout=config.model.dropout, dtype=dtype)
+                                       dropout=config.model.dropout,
+                                       padding_free=padding_free(config), dtype=dtype)
             return model
         return MaskedLMModel(**kwargs, packed=data.pack,
-                             max_predictions=config.masking.max_predictions, dtype=dtype)
+                             max_predictions=config.masking.max_predictions,
+                             padding_free=padding_free(config), dtype=dtype)
 
     return dict(train=batches(_documents(config, data.train_split, True), data.batch_size),
                 evaluation=_eval_batches(config, batches), build_model=build, split_batch=split,
@@ -221,10 +224,11 @@ def classifier_task(config, tokenizer):
             model, _ = from_pretrained(ClassifierModel, pretrained_directory(config.model.pretrained),
                                        num_classes=config.model.num_classes,
                                        pooling=config.model.pooling, dropout=config.model.dropout,
-                                       dtype=dtype)
+                                       padding_free=padding_free(config), dtype=dtype)
             return model
         return ClassifierModel(num_classes=config.model.num_classes, pooling=config.model.pooling,
-                               **_encoder_kwargs(config, tokenizer), dtype=dtype)
+                               **_encoder_kwargs(config, tokenizer),
+                               padding_free=padding_free(config), dtype=dtype)
 
     return dict(train=batches(_documents(config, data.train_split, True), data.batch_size),
                 evaluation=_eval_batches(config, batches), build_model=build, split_batch=split,
