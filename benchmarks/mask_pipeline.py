@@ -1,4 +1,4 @@
-"""Masking throughput: tfmask strategies vs keras-hub and tensorflow_text, one run.
+"""Masking and input-pipeline throughput: tfmask vs keras-hub and tensorflow_text.
 
 Every contender masks the same cached ragged batches (256 sequences of up to
 128 tokens, words of 1-3 pieces, 15% selection, 80/10/10) inside a
@@ -6,9 +6,13 @@ Every contender masks the same cached ragged batches (256 sequences of up to
 between contenders so machine noise hits all alike. tfmask strategies work
 on dense, static-shaped batches, so their timing includes the ragged ->
 dense conversion. A second table times raw text -> WordPiece tokens ->
-masks on a real corpus (`--corpus`, a tfmask dataset name).
+masks on a real corpus (`--corpus`, a tfmask dataset name) with the
+bert-base-uncased vocabulary. A third times the trainer's own input
+(`build_task(config).train`: raw text -> tokens -> masks -> padded or
+packed batches of 32 x 128), whose rate `benchmarks.run_all` divides by
+the model's to give the pipeline's headroom.
 
-    python benchmarks/mask_pipeline.py [--batches 100] [--rounds 3] [--json out.json]
+    python -m benchmarks.mask_pipeline [--batches 100] [--rounds 3] [--json out.json]
 """
 
 import argparse
@@ -109,13 +113,13 @@ def text_contenders(corpus, batches):
     from tfmask.data.pipeline import text_pipeline
     from tfmask.datasets import load
     from tfmask.text import WordPieceTokenizer
-    from tfmask.models.pretrained import bert_vocabulary_path
+    from tfmask.models.pretrained import pretrained_directory
 
     texts = load(corpus, split="train").map(lambda x: {"text": x["text"]})
     texts = texts.take(batches * BATCH).cache()
     for _ in texts:
         pass
-    vocab = bert_vocabulary_path()
+    vocab = os.path.join(pretrained_directory("minilm"), "vocab.txt")  # bert-base-uncased
     tokenizer = WordPieceTokenizer(vocab)
     strategy = WholeWordMasking(tokenizer.vocabulary_size, tokenizer.mask_id, rate=RATE,
                                 max_predictions=PREDICTIONS,
@@ -137,6 +141,44 @@ def text_contenders(corpus, batches):
             data, tokenizer, LENGTH, BATCH, strategies=[strategy]),
         "keras_hub tokenizer+RandomMask": hub_pipeline,
     }
+
+
+def trainer_input(corpus, pack, strategy="random", batch_size=32, length=128):
+    """An endless iterator over the trainer's own MLM batches of `corpus`."""
+    from tfmask.training.config import config_from_dict
+    from tfmask.training.tasks import build_task
+
+    config = config_from_dict({
+        "model": {"family": "mlm"},
+        "data": {"name": corpus, "sequence_length": length, "batch_size": batch_size,
+                 "vocabulary_size": 8192, "pack": pack},
+        "masking": {"strategy": strategy, "max_predictions": PREDICTIONS},
+    })
+    iterator = iter(build_task(config).train)
+    for _ in range(5):  # fill the shuffle buffer, start the parallel maps
+        next(iterator)
+    return iterator
+
+
+def run_trainer_input(corpus="rotten_tomatoes", batches=40, rounds=3):
+    """Sequences/s of the trainer's input pipeline, padded and packed rows."""
+    contenders = {}
+    for pack in (False, True):
+        for strategy in ("random", "whole_word"):
+            iterator = trainer_input(corpus, pack, strategy)
+
+            def run(iterator=iterator):
+                for _ in range(batches):
+                    batch = next(iterator)
+                return batches * int(batch[F.TOKEN_IDS].shape[0])
+
+            contenders[f"{'packed' if pack else 'padded'} rows, {strategy}"] = run
+    from benchmarks.common import race
+
+    speeds = race(contenders, rounds)
+    return {name: {"sequences_per_second": {"median": float(np.median(v)),
+                                            "min": float(np.min(v)), "max": float(np.max(v))}}
+            for name, v in speeds.items()}
 
 
 def report(title, speeds, reference):
@@ -180,6 +222,10 @@ def main():
         speeds = race(text_race, texts, count, args.rounds)
         results["text"] = report(f"Raw text ({args.corpus}, {count} documents) -> tokens -> masks",
                                  speeds, "keras_hub tokenizer+RandomMask")
+        results["trainer_input"] = run_trainer_input(args.corpus)
+        print(f"\nTrainer input ({args.corpus}): raw text -> tokens -> masks -> 32 x 128 batches")
+        for name, entry in results["trainer_input"].items():
+            print(f"{name:<32} {entry['sequences_per_second']['median']:15,.0f} seq/s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -1,20 +1,22 @@
 """MLM training throughput: tfmask `MaskedLMModel` vs keras-hub `BertMaskedLM`.
 
-Same shape for both (vocab 8192, 4 layers, hidden 256, 4 heads, ffn 1024,
-seq 128, batch 32, 15% masking with 20 predictions), the same masked batches
-(tfmask's RandomTokenMasking output, which both accept), the same AdamW
-step written once (`make_step`), alternating timed rounds. Reports tokens/s
-(min / median / max over rounds), the per-round ratio, and model-FLOPs
+Same shape for all (vocab 8192, 4 layers, hidden 256, 4 heads, ffn 1024,
+seq 128, batch 32, dropout 0.1, 15% masking with 20 predictions), the same
+masked batches (tfmask's RandomTokenMasking output, which both accept; rows
+hold 64-128 real tokens, 25% padding on average), the same AdamW step
+written once (`make_step`), alternating timed rounds. tfmask runs twice:
+padded (the same computation as keras-hub) and padding-free (its default
+outside XLA: token-wise layers skip padding). Reports tokens/s (min /
+median / max over rounds), the per-round ratio to keras-hub, and model-FLOPs
 utilisation against a matmul peak measured in the same run.
 
-    python benchmarks/train_throughput.py [--precision float32|mixed_bfloat16|mixed_float16]
-                                          [--jit_compile] [--rounds 5] [--steps 10] [--json out]
+    python benchmarks/train_throughput.py [--precision float32 mixed_bfloat16]
+        [--jit_compile off on] [--rounds 5] [--steps 5] [--json out.json]
 """
 
 import argparse
 import json
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -23,11 +25,13 @@ import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.common import matmul_peak, print_table, race, ratios, stats  # noqa: E402
 from tfmask.data.masking import RandomTokenMasking  # noqa: E402
 from tfmask.losses import per_token_crossentropy  # noqa: E402
 from tfmask.models import MaskedLMModel  # noqa: E402
 
 VOCAB, LAYERS, HIDDEN, HEADS, FFN, SEQ, BATCH, PREDICTIONS = 8192, 4, 256, 4, 1024, 128, 32, 20
+PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 
 def masked_batches(count, seed=0):
@@ -51,8 +55,8 @@ def tfmask_model(dtype, padding_free=True):
                          max_predictions=PREDICTIONS, padding_free=padding_free, dtype=dtype)
 
 
-def keras_hub_model(dtype):
-    backbone = keras_hub.models.BertBackbone(VOCAB, LAYERS, HEADS, HIDDEN, FFN, dropout=0.1,
+def keras_hub_model(dtype, vocabulary_size=VOCAB):
+    backbone = keras_hub.models.BertBackbone(vocabulary_size, LAYERS, HEADS, HIDDEN, FFN, dropout=0.1,
                                              max_sequence_length=SEQ, dtype=dtype)
     return keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
 
@@ -68,10 +72,13 @@ def keras_hub_inputs(batch):
 
 
 def make_step(model, to_inputs, precision, jit_compile):
+    """One AdamW step (weighted masked-LM loss), the same for every contender."""
     optimizer = keras.optimizers.AdamW(1e-4)
     if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    optimizer.build(model.trainable_variables)
+    # keras-hub's pooler is not used by its MLM head: no gradient, no update.
+    variables = [v for v in model.trainable_variables if "pooled_dense" not in v.path]
+    optimizer.build(variables)
 
     @tf.function(jit_compile=jit_compile or None)
     def step(batch):
@@ -81,83 +88,96 @@ def make_step(model, to_inputs, precision, jit_compile):
             loss = tf.reduce_sum(per_token_crossentropy(batch["mask_ids"], logits) * weights)
             loss = loss / tf.maximum(tf.reduce_sum(weights), 1.0)
             scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply(grads, variables)
         return loss
 
     return step
 
 
-def matmul_peak(dtype, size=2048, repeats=10):
-    """GFLOP/s of a large square matmul in `dtype` (this machine's practical peak)."""
-    a = tf.random.normal((size, size), dtype=tf.float32)
-    a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
-    run = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
-    run()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        run().numpy()
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
-def training_flops_per_step():
-    """6 x (non-embedding matmul params) x tokens + attention + the MLM head, fwd+bwd."""
-    tokens = BATCH * SEQ
+def training_flops_per_token():
+    """6 x (non-embedding matmul params) + attention + the MLM head, fwd+bwd, per token."""
     per_layer = 4 * HIDDEN * HIDDEN + 2 * HIDDEN * FFN
-    dense = 6 * LAYERS * per_layer * tokens
-    attention = 6 * LAYERS * 2 * BATCH * SEQ * SEQ * HIDDEN
-    head = 6 * BATCH * PREDICTIONS * (HIDDEN * HIDDEN + HIDDEN * VOCAB)
+    dense = 6 * LAYERS * per_layer
+    attention = 6 * LAYERS * 2 * SEQ * HIDDEN
+    head = 6 * PREDICTIONS / SEQ * (HIDDEN * HIDDEN + HIDDEN * VOCAB)
     return dense + attention + head
+
+
+def contenders(precision, jit_compile, batches):
+    """{name: run one round} for one precision / XLA setting."""
+    models = {"keras_hub": (keras_hub_model(precision), keras_hub_inputs),
+              "tfmask padded": (tfmask_model(precision, padding_free=False), tfmask_inputs)}
+    if not jit_compile:  # padding-free needs dynamic shapes
+        models["tfmask padding-free"] = (tfmask_model(precision, padding_free=True),
+                                         tfmask_inputs)
+    runs = {}
+    for name, (model, to_inputs) in models.items():
+        step = make_step(model, to_inputs, precision, jit_compile)
+        for batch in batches[:2]:  # trace, compile, warm up
+            step(batch).numpy()
+
+        def run(step=step):
+            for batch in batches:
+                loss = step(batch)
+            loss.numpy()
+            return len(batches) * BATCH * SEQ
+
+        runs[name] = run
+    return runs
+
+
+def run_mlm(precision="float32", jit_compile=False, rounds=5, steps=5, peak=None):
+    """Times every contender; returns a JSON-able dict of the results."""
+    keras.utils.set_random_seed(0)
+    batches = masked_batches(steps)
+    speeds = race(contenders(precision, jit_compile, batches), rounds)
+    peak = peak or matmul_peak(PEAK_DTYPE[precision])
+    flops = training_flops_per_token()
+    padding = 1 - float(np.mean([np.mean(b["padding_mask"]) for b in batches]))
+    results = {"precision": precision, "jit_compile": jit_compile, "rounds": rounds,
+               "steps_per_round": steps, "padding_fraction": padding,
+               "matmul_peak_gflops": peak, "contenders": {}}
+    for name, values in speeds.items():
+        entry = {"tokens_per_second": stats(values),
+                 "mfu": stats(values)["median"] * flops / 1e9 / peak}
+        if name != "keras_hub":
+            entry["ratio_vs_keras_hub"] = ratios(speeds, name, "keras_hub")
+        results["contenders"][name] = entry
+    return results
+
+
+def print_mlm(results):
+    rows = []
+    for name, entry in results["contenders"].items():
+        speed, ratio = entry["tokens_per_second"], entry.get("ratio_vs_keras_hub")
+        rows.append([name, f"{speed['median']:,.0f}", f"{speed['min']:,.0f}",
+                     f"{speed['max']:,.0f}", f"{entry['mfu']:.0%}",
+                     "1.00" if ratio is None else
+                     f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})"])
+    print_table(
+        f"MLM training, {results['precision']}, jit_compile={results['jit_compile']}: "
+        f"{results['rounds']} rounds x {results['steps_per_round']} steps of {BATCH}x{SEQ}, "
+        f"{results['padding_fraction']:.0%} padding, matmul peak "
+        f"{results['matmul_peak_gflops']:.0f} GFLOP/s",
+        ["contender", "tokens/s", "min", "max", "MFU*", "vs keras-hub (min-max)"], rows)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--precision", default="float32",
+    parser.add_argument("--precision", nargs="+", default=["float32"],
                         choices=["float32", "mixed_bfloat16", "mixed_float16"])
-    parser.add_argument("--jit_compile", action="store_true")
+    parser.add_argument("--jit_compile", nargs="+", default=["off"], choices=["off", "on"])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10, help="steps per timed round")
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-
-    keras.utils.set_random_seed(0)
-    batches = masked_batches(args.steps)
-    contenders = {
-        "tfmask": make_step(tfmask_model(args.precision, padding_free=not args.jit_compile),
-                            tfmask_inputs, args.precision, args.jit_compile),
-        "keras_hub": make_step(keras_hub_model(args.precision), keras_hub_inputs, args.precision,
-                               args.jit_compile),
-    }
-    for step in contenders.values():  # trace and warm up
-        for batch in batches[:2]:
-            step(batch).numpy()
-    speeds = {name: [] for name in contenders}
-    for _ in range(args.rounds):
-        for name, step in contenders.items():
-            start = time.perf_counter()
-            for batch in batches:
-                loss = step(batch)
-            loss.numpy()
-            speeds[name].append(len(batches) * BATCH * SEQ / (time.perf_counter() - start))
-    peak_dtype = "bfloat16" if args.precision == "mixed_bfloat16" else (
-        "float16" if args.precision == "mixed_float16" else "float32")
-    peak = matmul_peak(peak_dtype)
-    flops = training_flops_per_step() / (BATCH * SEQ)  # per token
-    ratio = np.array(speeds["tfmask"]) / np.array(speeds["keras_hub"])
-    print(f"MLM training, {args.precision}, jit_compile={args.jit_compile}, "
-          f"{args.rounds} rounds x {args.steps} steps of {BATCH}x{SEQ} tokens")
-    print(f"{'model':<10} {'tokens/s median':>16} {'min':>8} {'max':>8} {'MFU':>7}")
-    results = {"precision": args.precision, "jit_compile": args.jit_compile,
-               f"matmul_peak_gflops_{peak_dtype}": peak}
-    for name, values in speeds.items():
-        med = float(np.median(values))
-        mfu = med * flops / 1e9 / peak
-        results[name] = {"median": med, "min": min(values), "max": max(values), "mfu": mfu}
-        print(f"{name:<10} {med:16,.0f} {min(values):8,.0f} {max(values):8,.0f} {mfu:7.1%}")
-    results["ratio"] = {"min": float(ratio.min()), "median": float(np.median(ratio)),
-                        "max": float(ratio.max())}
-    print(f"tfmask / keras_hub tokens/s: min {ratio.min():.2f} median {np.median(ratio):.2f} "
-          f"max {ratio.max():.2f}   (matmul peak {peak:.0f} GFLOP/s {peak_dtype})")
+    results = []
+    for precision in args.precision:
+        for jit in args.jit_compile:
+            results.append(run_mlm(precision, jit == "on", args.rounds, args.steps))
+            print_mlm(results[-1])
+    print("\n* MFU counts the padded model's FLOPs for every contender.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
