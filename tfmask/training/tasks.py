@@ -5,6 +5,7 @@ Each model family has one small builder here that wires the pieces of
 
     train            infinite, shuffled, masked, global batches with static shapes
     evaluation       finite batches of the evaluation split (masked with a fixed seed)
+    evaluation_for   split name -> the same for another split (train.extra_eval_splits)
     build_model      dtype policy -> keras.Model (called under the strategy scope)
     split_batch      batch -> (model inputs, labels, loss weights or None)
 """
@@ -27,7 +28,12 @@ from tfmask.models import (
     Seq2SeqLSTMModel,
     Seq2SeqTransformerModel,
 )
-from tfmask.models.pretrained import from_pretrained, pretrained_directory, read_bert_config
+from tfmask.models.pretrained import (
+    from_pretrained,
+    pretrained_directory,
+    pretrained_vocabulary,
+    pretrained_vocabulary_size,
+)
 from tfmask.text import WordPieceTokenizer, train_wordpiece_vocabulary
 from tfmask.training.config import padding_free
 
@@ -45,6 +51,7 @@ class Task:
     vocabulary_path: str
     token_level: bool
     tokens_per_batch: int
+    evaluation_for: Callable = None  # split name -> batches of that split
     extra_evaluation: Callable = lambda model: {}
 
 
@@ -70,7 +77,7 @@ def _vocabulary_texts(config):
 def build_tokenizer(config):
     vocabulary = config.data.vocabulary
     if vocabulary == "pretrained":
-        path = os.path.join(pretrained_directory(config.model.pretrained), "vocab.txt")
+        path = pretrained_vocabulary(pretrained_directory(config.model.pretrained))
     elif vocabulary == "train":
         path = train_wordpiece_vocabulary(_vocabulary_texts(config), config.data.vocabulary_size,
                                           lowercase=config.data.lowercase)
@@ -138,9 +145,16 @@ def _documents(config, split, training):
     return documents
 
 
-def _eval_batches(config, documents_to_batches):
-    return documents_to_batches(_documents(config, config.data.eval_split, training=False),
+def _eval_batches(config, documents_to_batches, split=None):
+    split = split or config.data.eval_split
+    return documents_to_batches(_documents(config, split, training=False),
                                 config.data.eval_batch_size, dynamic=False).cache()
+
+
+def _evaluation(config, documents_to_batches):
+    """The evaluation split's batches, and a factory for any other split."""
+    return dict(evaluation=_eval_batches(config, documents_to_batches),
+                evaluation_for=lambda split: _eval_batches(config, documents_to_batches, split))
 
 
 def _packed_mlm_batches(config, tokenizer, documents, batch_size, strategy, dynamic):
@@ -200,7 +214,7 @@ def mlm_task(config, tokenizer):
                              padding_free=padding_free(config), dtype=dtype)
 
     return dict(train=batches(_documents(config, data.train_split, True), data.batch_size),
-                evaluation=_eval_batches(config, batches), build_model=build, split_batch=split,
+                **_evaluation(config, batches), build_model=build, split_batch=split,
                 token_level=True)
 
 
@@ -231,7 +245,7 @@ def classifier_task(config, tokenizer):
                                padding_free=padding_free(config), dtype=dtype)
 
     return dict(train=batches(_documents(config, data.train_split, True), data.batch_size),
-                evaluation=_eval_batches(config, batches), build_model=build, split_batch=split,
+                **_evaluation(config, batches), build_model=build, split_batch=split,
                 token_level=False)
 
 
@@ -306,7 +320,7 @@ def seq2seq_task(config, tokenizer):
         return {"eval_bleu": corpus_bleu(keras_model, tokenizer, config, count)}
 
     return dict(train=batches(_documents(config, data.train_split, True), data.batch_size),
-                evaluation=_eval_batches(config, batches), build_model=build, split_batch=split,
+                **_evaluation(config, batches), build_model=build, split_batch=split,
                 token_level=True, extra_evaluation=bleu)
 
 
@@ -375,7 +389,7 @@ def causal_lm_task(config, tokenizer):
         return CausalLMModel(**kwargs, packed=data.pack, dtype=dtype)
 
     return dict(train=batches(_documents(config, data.train_split, True), data.batch_size),
-                evaluation=_eval_batches(config, batches), build_model=build, split_batch=split,
+                **_evaluation(config, batches), build_model=build, split_batch=split,
                 token_level=True)
 
 
@@ -386,7 +400,7 @@ BUILDERS = {"mlm": mlm_task, "classifier": classifier_task, "seq2seq_transformer
 def build_task(config, output_dir=None):
     tokenizer, vocabulary_path = build_tokenizer(config)
     if config.model.pretrained and config.data.vocabulary != "pretrained":
-        expected = read_bert_config(pretrained_directory(config.model.pretrained))["vocabulary_size"]
+        expected = pretrained_vocabulary_size(pretrained_directory(config.model.pretrained))
         if expected != tokenizer.vocabulary_size:
             raise ValueError(
                 f"model.pretrained has a {expected}-token vocabulary but data.vocabulary gives "

@@ -172,20 +172,25 @@ class Trainer:
                 if isinstance(value, float):
                     tf.summary.scalar(key, value)
 
-    def evaluate(self):
+    def evaluate(self, split=None):
+        """Metrics on `split` (default: data.eval_split, which also gets the
+        task's extra evaluation, e.g. BLEU), named `eval_*` or `{split}_*`."""
         for metric in self.eval_metrics.values():
             metric.reset_state()
-        dataset = self.task.evaluation.take(self.config.train.eval_batches).with_options(
-            _shard_by_data())
+        batches = self.task.evaluation if split is None else self.task.evaluation_for(split)
+        dataset = batches.take(self.config.train.eval_batches).with_options(_shard_by_data())
         for batch in self.strategy.experimental_distribute_dataset(dataset):
             self._eval_step(batch)
-        results = {f"eval_{k}": float(m.result()) for k, m in self.eval_metrics.items()}
-        results.update(self.task.extra_evaluation(self.model))
+        prefix = "eval" if split is None else split
+        results = {f"{prefix}_{k}": float(m.result()) for k, m in self.eval_metrics.items()}
+        if split is None:
+            results.update(self.task.extra_evaluation(self.model))
         return results
 
     def fit(self):
-        """Trains to `train.steps` (resuming from the last checkpoint), evaluates,
-        exports. Returns the final evaluation metrics."""
+        """Trains to `train.steps` (resuming from the last checkpoint) or until
+        `train.max_seconds` of training, evaluates, exports. Returns the final
+        evaluation metrics, with `train_steps` and `train_seconds`."""
         config = self.config
         os.makedirs(self.output_dir, exist_ok=True)
         if self.chief:
@@ -203,31 +208,45 @@ class Trainer:
                                        stateful_metrics=["loss", "accuracy", "tokens/s"])
         progress.update(start)
         tokens_per_step = self.task.tokens_per_batch
-        timer, timed_steps = time.perf_counter(), 0
-        results = {}
-        for step in range(start + 1, config.train.steps + 1):
+        timed_steps, timed_seconds = 0, 0.0
+        self.train_seconds = 0.0  # training only: evaluation and checkpoints excluded
+        step = start
+        while step < config.train.steps:
+            step += 1
+            began = time.perf_counter()
             self._train_step(iterator)
-            timed_steps += 1
-            if step % config.train.log_every == 0 or step == config.train.steps:
-                elapsed = time.perf_counter() - timer
+            spent = time.perf_counter() - began
+            timed_steps, timed_seconds = timed_steps + 1, timed_seconds + spent
+            self.train_seconds += spent
+            out_of_time = bool(config.train.max_seconds) and \
+                self.train_seconds >= config.train.max_seconds
+            last = step == config.train.steps or out_of_time
+            if step % config.train.log_every == 0 or last:
                 record = {"step": step,
                           **{f"train_{k}": float(m.result()) for k, m in self.train_metrics.items()},
                           "learning_rate": float(self.optimizer.learning_rate),
-                          "tokens_per_second": tokens_per_step * timed_steps / elapsed}
+                          "tokens_per_second": tokens_per_step * timed_steps / timed_seconds,
+                          "train_seconds": self.train_seconds}
                 self._log(record)
                 progress.update(step, [("loss", record["train_loss"]),
                                        ("accuracy", record["train_accuracy"]),
                                        ("tokens/s", record["tokens_per_second"])])
                 for metric in self.train_metrics.values():
                     metric.reset_state()
-                timer, timed_steps = time.perf_counter(), 0
-            if config.train.eval_every and step % config.train.eval_every == 0 \
-                    and step != config.train.steps:
+                timed_steps, timed_seconds = 0, 0.0
+            if config.train.eval_every and step % config.train.eval_every == 0 and not last:
                 self._report(step, self.evaluate())
             if config.runtime.checkpoint_every and step % config.runtime.checkpoint_every == 0:
                 self.manager.save(checkpoint_number=step)
+            if out_of_time:
+                if self.verbose:
+                    print(f"\ntrain.max_seconds={config.train.max_seconds} reached at step {step}.")
+                break
         results = self.evaluate()
-        self._report(config.train.steps, results)
+        for split in config.train.extra_eval_splits:
+            results.update(self.evaluate(split))
+        results.update(train_steps=float(step), train_seconds=self.train_seconds)
+        self._report(step, results)
         if int(self.step.numpy()) != start or not restored:
             self.manager.save(checkpoint_number=int(self.step.numpy()))
         if not self.chief:
