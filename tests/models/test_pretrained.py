@@ -96,3 +96,15 @@ def test_bad_pretrained_folders_get_clear_errors(tmp_path):
     keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(str(run / "export" / "model.keras"))
     with pytest.raises(ValueError, match="only MaskedLMModel and ClassifierModel runs"):
         from_pretrained(ClassifierModel, str(run), num_classes=2)
+
+
+def test_a_masked_lm_run_continues_as_a_masked_lm_with_its_head(tmp_path):
+    source = MaskedLMModel(vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8,
+                           intermediate_dim=16, max_length=12, max_predictions=2, dropout=0.0)
+    inputs = {"token_ids": TOKENS[:, :6] % 30, "mask_positions": np.array([[1, 2], [3, 4]])}
+    expected = np.asarray(source(inputs))
+    (tmp_path / "export").mkdir()
+    source.save(str(tmp_path / "export" / "model.keras"))
+    model, unused = from_pretrained(MaskedLMModel, str(tmp_path), max_predictions=2)
+    assert unused == []
+    np.testing.assert_allclose(np.asarray(model(inputs)), expected, atol=1e-6)

@@ -187,7 +187,9 @@ def _encoder_layers(model):
 def from_tfmask_run(model_cls, directory, **overrides):
     """Builds `model_cls` with the encoder of a tfmask run and copies its weights.
 
-    Returns (model, names of source layers not used), like `from_pretrained`.
+    Layers of the source that the new model also has (by name and type, e.g.
+    the MLM head when a masked LM continues as one) are copied too. Returns
+    (model, names of source layers not used), like `from_pretrained`.
     """
     import keras
 
@@ -200,12 +202,20 @@ def from_tfmask_run(model_cls, directory, **overrides):
                          "and ClassifierModel runs have an encoder to start from.")
     config = {name: getattr(source, name) for name in ENCODER_ARGS}
     model = model_cls(**{**config, **overrides})
-    targets = _encoder_layers(model)
+    targets = {layer.name: layer for layer in model.layers}
     for name, layer in _encoder_layers(source).items():
         _set(targets[name], layer.get_weights(), f"{name} of {directory}")
-    unused = sorted(layer.name for layer in source.layers
-                    if layer.weights and layer.name not in targets)
-    return model, unused
+    # Heads the new model shares (a masked-LM run continued as a masked LM).
+    encoder = set(_encoder_layers(source))
+    unused = []
+    for layer in source.layers:
+        if not layer.weights or layer.name in encoder:
+            continue
+        if layer.name in targets and type(targets[layer.name]) is type(layer):
+            _set(targets[layer.name], layer.get_weights(), f"{layer.name} of {directory}")
+        else:
+            unused.append(layer.name)
+    return model, sorted(unused)
 
 
 def from_pretrained(model_cls, directory, **overrides):

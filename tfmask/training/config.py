@@ -96,7 +96,7 @@ class MaskingConfig:
     patterns: list = dataclasses.field(default_factory=list)
     term_replacement: str = "mask"
     response_marker: str = ""  # prompt: text that ends the prompt, e.g. "### Response:"
-    dynamic: bool = True
+    dynamic: bool = True  # mlm: new masks every epoch (RoBERTa); false = masked once (BERT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,6 +283,9 @@ def validate(config):
         raise ConfigError(f"model.family=mlm needs a masked-LM strategy, not "
                           f"masking.strategy={masking.strategy!r}; use random, whole_word, "
                           "span or entity.")
+    if not masking.dynamic and model.family != "mlm":
+        raise ConfigError("masking.dynamic=false (static masking) applies to model.family=mlm; "
+                          "remove it.")
     if masking.strategy == "span_corruption" and model.family != "seq2seq_transformer":
         raise ConfigError("masking.strategy=span_corruption trains an encoder-decoder; "
                           "set model.family: seq2seq_transformer.")

@@ -213,9 +213,24 @@ def mlm_task(config, tokenizer):
                              max_predictions=config.masking.max_predictions,
                              padding_free=padding_free(config), dtype=dtype)
 
-    return dict(train=batches(_documents(config, data.train_split, True), data.batch_size),
-                **_evaluation(config, batches), build_model=build, split_batch=split,
-                token_level=True)
+    if config.masking.dynamic:
+        train = batches(_documents(config, data.train_split, True), data.batch_size)
+    else:
+        train = _static_masked_rows(config, batches)
+    return dict(train=train, **_evaluation(config, batches), build_model=build,
+                split_batch=split, token_level=True)
+
+
+def _static_masked_rows(config, documents_to_batches):
+    """BERT's static masking: the training split is masked once (rows packed
+    once), cached, and every epoch reshuffles those same masked rows. The
+    cache holds the whole masked split in memory."""
+    data = config.data
+    rows = documents_to_batches(load_documents(config, data.train_split), data.batch_size,
+                                dynamic=False).unbatch().cache()
+    buffer = data.shuffle_buffer or 1 << 20
+    rows = rows.shuffle(buffer, seed=config.train.seed, reshuffle_each_iteration=True).repeat()
+    return rows.batch(data.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def classifier_task(config, tokenizer):
