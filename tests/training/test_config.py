@@ -30,6 +30,7 @@ def with_(section, **values):
     (with_("model", num_heads=3), r"model.num_heads=3 does not divide model.hidden_dim=256"),
     (with_("data", name=""), r"data.name is empty"),
     (with_("data", name="file:/no/such/file.txt"), r"does not exist; fix the path"),
+    (with_("data", name="file:/no/such/{split}.jsonl"), r"'/no/such/train.jsonl', which does not"),
     (with_("model", family="gpt"), r"model.family='gpt' is not one of"),
     (with_("runtime", precision="fp8"), r"runtime.precision='fp8' is not one of"),
     (with_("masking", strategy="term"), r"model.family=mlm needs a masked-LM strategy"),
@@ -91,3 +92,9 @@ def test_padding_free_is_on_unless_shapes_must_be_static():
     assert not padding_free(config_from_dict({**BASE, "runtime": {"jit_compile": True}}))
     assert not padding_free(config_from_dict({**BASE, "runtime": {"strategy": "tpu"}}))
     assert not padding_free(config_from_dict(with_("model", padding_free=False)))
+
+
+def test_a_file_per_split_validates_when_the_train_file_exists(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"text": "a"}\n')
+    config = config_from_dict(with_("data", name=f"file:{tmp_path}/{{split}}.jsonl"))
+    assert config.data.name.endswith("{split}.jsonl")

@@ -138,7 +138,8 @@ class RuntimeConfig:
     checkpoint_every: int = 0  # 0 = only at the end
     keep_checkpoints: int = 3
     output_dir: str = ""
-    export: bool = True
+    export: bool = True  # export/model.keras + vocab.txt at the end
+    export_saved_model: bool = True  # ... and export/saved_model/ for serving
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,8 +218,10 @@ def _check_dataset_names(names):
     import tfmask.datasets  # noqa: F401  (registers the corpora)
 
     for name in names.split("+"):
-        if name.startswith("file:") and not os.path.exists(name[5:]):
-            raise ConfigError(f"data.name points to {name[5:]!r}, which does not exist; "
+        # "file:data/{split}.jsonl" names one file per split: the train file must exist.
+        path = name[5:].replace("{split}", "train")
+        if name.startswith("file:") and not os.path.exists(path):
+            raise ConfigError(f"data.name points to {path!r}, which does not exist; "
                               "fix the path.")
         if not name.startswith(PREFIXES) and name not in REGISTRY.names():
             close = difflib.get_close_matches(name, REGISTRY.names(), n=1)

@@ -142,13 +142,19 @@ def _documents(config, split, training):
         buffer = config.data.shuffle_buffer or 1 << 20
         documents = documents.shuffle(buffer, seed=config.train.seed,
                                       reshuffle_each_iteration=True).repeat()
+    elif "+" in config.data.name:
+        # A mixture is its parts concatenated; evaluating its first batches
+        # would see only the first part. One fixed order mixes them.
+        documents = documents.shuffle(1 << 20, seed=0, reshuffle_each_iteration=False)
     return documents
 
 
 def _eval_batches(config, documents_to_batches, split=None):
     split = split or config.data.eval_split
+    # take() before cache(): the cache then fills completely and is reused.
     return documents_to_batches(_documents(config, split, training=False),
-                                config.data.eval_batch_size, dynamic=False).cache()
+                                config.data.eval_batch_size, dynamic=False) \
+        .take(config.train.eval_batches).cache()
 
 
 def _evaluation(config, documents_to_batches):

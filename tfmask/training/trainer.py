@@ -267,8 +267,9 @@ class Trainer:
         path = os.path.join(self.output_dir, "export")
         os.makedirs(path, exist_ok=True)
         self.model.save(os.path.join(path, "model.keras"))
-        self.model.export(os.path.join(path, "saved_model"), format="tf_saved_model",
-                          verbose=False)
+        if self.config.runtime.export_saved_model:
+            self.model.export(os.path.join(path, "saved_model"), format="tf_saved_model",
+                              verbose=False)
         shutil.copy(self.task.vocabulary_path, os.path.join(path, "vocab.txt"))
         return path
 
