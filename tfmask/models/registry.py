@@ -1,21 +1,20 @@
-"""An explicit registry of model families (no registration by import side effect).
+"""An explicit registry (no registration by import side effect).
 
-A family bundles what the trainer needs to know about a model:
-how to build it from the model config, how to split a batch into
-(inputs, labels, loss weights), and which metrics to report.
+`tfmask.training.tasks.BUILDERS` maps each model family to the function
+that wires its data and model; users add a family with `BUILDERS.add`.
+
+Example:
+>>> families = Registry("model family")
+>>> _ = families.add("mlm", print)
+>>> families.add("mlm", print)
+Traceback (most recent call last):
+...
+ValueError: model family 'mlm' is already registered.
+>>> families.get("mln")
+Traceback (most recent call last):
+...
+ValueError: Unknown model family 'mln'; choose one of ['mlm'].
 """
-
-import dataclasses
-from typing import Callable
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelFamily:
-    name: str
-    build: Callable  # (model_config, vocabulary_size, **extra) -> keras.Model
-    split_batch: Callable  # batch dict -> (inputs dict, labels, sample_weight or None)
-    metrics: Callable  # () -> list of keras metrics
-    description: str
 
 
 class Registry:

@@ -34,6 +34,7 @@ from tfmask.models.pretrained import (
     pretrained_vocabulary,
     pretrained_vocabulary_size,
 )
+from tfmask.models.registry import Registry
 from tfmask.text import WordPieceTokenizer, train_wordpiece_vocabulary
 from tfmask.training.config import padding_free
 
@@ -414,8 +415,13 @@ def causal_lm_task(config, tokenizer):
                 token_level=True)
 
 
-BUILDERS = {"mlm": mlm_task, "classifier": classifier_task, "seq2seq_transformer": seq2seq_task,
-            "seq2seq_lstm": seq2seq_task, "causal_lm": causal_lm_task}
+# Model family -> the function that wires its data and model (one place).
+BUILDERS = Registry("model family")
+for _name, _builder in (("mlm", mlm_task), ("classifier", classifier_task),
+                        ("seq2seq_transformer", seq2seq_task), ("seq2seq_lstm", seq2seq_task),
+                        ("causal_lm", causal_lm_task)):
+    BUILDERS.add(_name, _builder)
+del _name, _builder
 
 
 def build_task(config, output_dir=None):
@@ -426,7 +432,7 @@ def build_task(config, output_dir=None):
             raise ValueError(
                 f"model.pretrained has a {expected}-token vocabulary but data.vocabulary gives "
                 f"{tokenizer.vocabulary_size}; set data.vocabulary: pretrained.")
-    parts = BUILDERS[config.model.family](config, tokenizer)
+    parts = BUILDERS.get(config.model.family)(config, tokenizer)
     data = config.data
     tokens = data.batch_size * data.sequence_length
     if config.model.family.startswith("seq2seq"):

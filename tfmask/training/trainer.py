@@ -67,6 +67,13 @@ class Trainer:
         self.chief = is_chief()
         keras.utils.set_random_seed(config.train.seed)
         self.strategy = strategy or make_strategy(config.runtime)
+        runtime = config.runtime
+        if verbose and runtime.jit_compile and runtime.precision == "mixed_bfloat16" \
+                and not tf.config.list_physical_devices("GPU") and runtime.strategy != "tpu":
+            # Measured (benchmarks/README.md): XLA:CPU runs bfloat16 matmuls no
+            # faster than float32, while TensorFlow's oneDNN kernels run them 2x.
+            print("warning: mixed_bfloat16 with jit_compile on a CPU is slower than "
+                  "without XLA; set runtime.jit_compile: false.")
         replicas = self.strategy.num_replicas_in_sync
         if config.data.batch_size % replicas:
             raise ValueError(
