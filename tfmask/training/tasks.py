@@ -4,7 +4,8 @@ Each model family has one small builder here that wires the pieces of
 `tfmask.data` together; the trainer only sees a `Task`:
 
     train            infinite, shuffled, masked, global batches with static shapes
-    evaluation       finite batches of the evaluation split (masked with a fixed seed)
+    evaluation       the first train.eval_batches batches of the evaluation split
+                     (masked with a fixed seed), cached after the first pass
     evaluation_for   split name -> the same for another split (train.extra_eval_splits)
     build_model      dtype policy -> keras.Model (called under the strategy scope)
     split_batch      batch -> (model inputs, labels, loss weights or None)
@@ -153,6 +154,8 @@ def _documents(config, split, training):
 def _eval_batches(config, documents_to_batches, split=None):
     split = split or config.data.eval_split
     # take() before cache(): the cache then fills completely and is reused.
+    # Consumers must read it to the end (no further take()), or tf.data
+    # discards the partial cache and rebuilds the batches every evaluation.
     return documents_to_batches(_documents(config, split, training=False),
                                 config.data.eval_batch_size, dynamic=False) \
         .take(config.train.eval_batches).cache()

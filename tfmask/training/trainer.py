@@ -185,7 +185,9 @@ class Trainer:
         for metric in self.eval_metrics.values():
             metric.reset_state()
         batches = self.task.evaluation if split is None else self.task.evaluation_for(split)
-        dataset = batches.take(self.config.train.eval_batches).with_options(_shard_by_data())
+        # The task already took train.eval_batches and cached them; another
+        # take() here would stop before the end and void that cache.
+        dataset = batches.with_options(_shard_by_data())
         for batch in self.strategy.experimental_distribute_dataset(dataset):
             self._eval_step(batch)
         prefix = "eval" if split is None else split
