@@ -7,7 +7,7 @@ teacher-forced next-token accuracy on validation verses, BLEU (sacreBLEU,
 greedy decoding) on the first 200 validation verses, and the steps each
 model fit in the budget; the plot adds training accuracy over time.
 
-    python -m experiments.decoders   # ~17 min on 2 CPU cores
+    python -m experiments.decoders   # ~15 min on 2 CPU cores
 """
 
 import os

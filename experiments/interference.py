@@ -15,8 +15,8 @@ pretrained MiniLM encoder is fine-tuned under three conditions:
 test movies are never seen in training; with and without masking the movie
 titles (TermMasking of every title of two or more words) in the text.
 
-    python -m experiments.interference --part tag      # ~16 min on 2 CPU cores
-    python -m experiments.interference --part movies   # ~11 min
+    python -m experiments.interference --part tag      # ~14 min on 2 CPU cores
+    python -m experiments.interference --part movies   # ~7 min
 """
 
 import json

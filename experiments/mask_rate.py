@@ -7,7 +7,7 @@ Rotten Tomatoes. Wettig et al. (2023) found 40% at least as good as 15%
 for large models; this measures what holds at this scale. Held-out MLM
 metrics use the common yardstick (random 15%) as well as each run's rate.
 
-    python -m experiments.mask_rate   # ~16 min on 2 CPU cores
+    python -m experiments.mask_rate   # ~15 min on 2 CPU cores
 """
 
 import math

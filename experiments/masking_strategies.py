@@ -15,8 +15,8 @@ Held-out masked-LM accuracy and perplexity are reported under the run's own
 strategy and under the common yardstick (random 15%, the same masks for
 every model; see `experiments.pretraining`).
 
-    python -m experiments.masking_strategies --language en   # ~17 min on 2 CPU cores
-    python -m experiments.masking_strategies --language zh   # ~17 min
+    python -m experiments.masking_strategies --language en   # ~15 min on 2 CPU cores
+    python -m experiments.masking_strategies --language zh   # ~11 min
 """
 
 import os
