@@ -5,7 +5,7 @@ batch 32, dropout 0.1), the same padded inputs and padding mask, run as one
 `tf.function` each (forward, loss, gradients), alternating so that machine
 noise hits both alike. Prints min / median / max ms per step and the ratio.
 
-    python benchmarks/encoder_step.py [--steps 20] [--precision float32]
+    python -m benchmarks.encoder_step [--steps 20] [--precision float32]
 """
 
 import argparse

@@ -10,7 +10,7 @@ outside XLA: token-wise layers skip padding). Reports tokens/s (min /
 median / max over rounds), the per-round ratio to keras-hub, and model-FLOPs
 utilisation against a matmul peak measured in the same run.
 
-    python benchmarks/train_throughput.py [--precision float32 mixed_bfloat16]
+    python -m benchmarks.train_throughput [--precision float32 mixed_bfloat16]
         [--jit_compile off on] [--rounds 5] [--steps 5] [--json out.json]
 """
 
