@@ -203,10 +203,10 @@ def from_tfmask_run(model_cls, directory, **overrides):
     config = {name: getattr(source, name) for name in ENCODER_ARGS}
     model = model_cls(**{**config, **overrides})
     targets = {layer.name: layer for layer in model.layers}
-    for name, layer in _encoder_layers(source).items():
+    encoder = _encoder_layers(source)
+    for name, layer in encoder.items():
         _set(targets[name], layer.get_weights(), f"{name} of {directory}")
     # Heads the new model shares (a masked-LM run continued as a masked LM).
-    encoder = set(_encoder_layers(source))
     unused = []
     for layer in source.layers:
         if not layer.weights or layer.name in encoder:
@@ -238,8 +238,10 @@ def from_pretrained(model_cls, directory, **overrides):
 def pretrained_vocabulary_size(directory):
     """Vocabulary size of a pretrained folder (HF config or tfmask run export)."""
     if is_tfmask_run(directory):
-        with open(pretrained_vocabulary(directory), encoding="utf-8") as f:
-            return sum(1 for line in f if line.rstrip("\n"))
+        # Read as the tokenizer reads it, so the sizes compared in build_task agree.
+        from tfmask.text.tokenizer import read_vocabulary
+
+        return len(read_vocabulary(pretrained_vocabulary(directory)))
     return read_bert_config(directory)["vocabulary_size"]
 
 

@@ -7,7 +7,8 @@ from tensorflow_text.python.ops.bert_tokenizer import BasicTokenizer
 from tfmask.text.special_tokens import SpecialTokens
 
 
-def _read_vocabulary(vocabulary):
+def read_vocabulary(vocabulary):
+    """The tokens of a vocab.txt path (or a list), trailing empty lines dropped."""
     if isinstance(vocabulary, (list, tuple)):
         return list(vocabulary)
     try:
@@ -62,7 +63,7 @@ class WordPieceTokenizer:
     """
 
     def __init__(self, vocabulary, lowercase=True, special_tokens=None):
-        self.vocabulary = _read_vocabulary(vocabulary)
+        self.vocabulary = read_vocabulary(vocabulary)
         self.lowercase = lowercase
         self.special_tokens = special_tokens or SpecialTokens()
         self._index = {token: i for i, token in enumerate(self.vocabulary)}
