@@ -32,6 +32,30 @@ def race(contenders, rounds):
     return speeds
 
 
+def warmed_runner(step, batches, units):
+    """A `race` contender: `step` over `batches` once per round, `units` done.
+
+    The first two batches are run here, untimed, to trace, compile and warm up.
+    """
+    for batch in batches[:2]:
+        step(batch).numpy()
+
+    def run():
+        for batch in batches:
+            loss = step(batch)
+        loss.numpy()  # wait for the last step, not just its dispatch
+        return units
+
+    return run
+
+
+def ratio_cell(ratio):
+    """A ratio summary as a table cell: "median (min-max)", "1.00" for the reference."""
+    if ratio is None:
+        return "1.00"
+    return f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})"
+
+
 def ratios(speeds, name, reference):
     """Per-round speed ratios `name / reference`, summarised."""
     return stats(np.array(speeds[name]) / np.array(speeds[reference]))

@@ -143,18 +143,13 @@ def text_contenders(corpus, batches):
     }
 
 
-def trainer_input(corpus, pack, strategy="random", batch_size=32, length=128):
-    """An endless iterator over the trainer's own MLM batches of `corpus`."""
-    from tfmask.training.config import config_from_dict
+def trainer_input(corpus, pack, strategy="random"):
+    """An endless iterator over the trainer's own MLM batches of `corpus`, in
+    the training benchmark's shape (32 x 128, vocabulary 8192)."""
+    from benchmarks.train_throughput import corpus_config
     from tfmask.training.tasks import build_task
 
-    config = config_from_dict({
-        "model": {"family": "mlm"},
-        "data": {"name": corpus, "sequence_length": length, "batch_size": batch_size,
-                 "vocabulary_size": 8192, "pack": pack},
-        "masking": {"strategy": strategy, "max_predictions": PREDICTIONS},
-    })
-    iterator = iter(build_task(config).train)
+    iterator = iter(build_task(corpus_config(corpus, pack, strategy)).train)
     for _ in range(5):  # fill the shuffle buffer, start the parallel maps
         next(iterator)
     return iterator

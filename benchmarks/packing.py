@@ -29,45 +29,26 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import train_throughput as mlm  # noqa: E402
-from benchmarks.common import print_table, race, ratios, stats  # noqa: E402
+from benchmarks.common import print_table, race, ratio_cell, ratios, stats, warmed_runner  # noqa: E402,E501
 from tfmask.data import features as F  # noqa: E402
-from tfmask.models import MaskedLMModel  # noqa: E402
-from tfmask.training.config import config_from_dict  # noqa: E402
 from tfmask.training.tasks import build_task  # noqa: E402
 
 
-def corpus_batches(corpus, pack, steps, text_key="text"):
+def corpus_batches(corpus, pack, steps):
     """`steps` masked training batches of `corpus` from tfmask's MLM pipeline."""
-    config = config_from_dict({
-        "model": {"family": "mlm"},
-        "data": {"name": corpus, "text_key": text_key, "sequence_length": mlm.SEQ,
-                 "batch_size": mlm.BATCH, "vocabulary_size": mlm.VOCAB, "pack": pack},
-        "masking": {"strategy": "random", "max_predictions": mlm.PREDICTIONS},
-    })
-    task = build_task(config)
+    task = build_task(mlm.corpus_config(corpus, pack))
     batches = [{k: tf.constant(v) for k, v in batch.items()}
                for batch in task.train.take(steps).as_numpy_iterator()]
     return batches, task.tokenizer.vocabulary_size, task.tokenizer.pad_id
 
 
-def useful_tokens(batch, pad_id):
-    if F.SEGMENT_IDS in batch:
-        return int(tf.reduce_sum(tf.cast(batch[F.SEGMENT_IDS] != 0, tf.int32)))
-    return int(tf.reduce_sum(tf.cast(batch[F.TOKEN_IDS] != pad_id, tf.int32)))
+def useful_tokens(batch):
+    """Real (non-pad) tokens: the pipeline's padding mask, also for packed rows."""
+    return int(tf.reduce_sum(tf.cast(batch[F.PADDING_MASK], tf.int32)))
 
 
-def _runner(step, batches, pad_id):
-    for batch in batches[:2]:  # trace and warm up
-        step(batch).numpy()
-    tokens = sum(useful_tokens(b, pad_id) for b in batches)
-
-    def run():
-        for batch in batches:
-            loss = step(batch)
-        loss.numpy()
-        return tokens
-
-    return run
+def _runner(step, batches):
+    return warmed_runner(step, batches, units=sum(useful_tokens(b) for b in batches))
 
 
 def run_packing(corpus="rotten_tomatoes", rounds=5, steps=5, precision="float32"):
@@ -76,10 +57,8 @@ def run_packing(corpus="rotten_tomatoes", rounds=5, steps=5, precision="float32"
     packed, _, _ = corpus_batches(corpus, True, steps)
 
     def tfmask(padding_free, is_packed=False):
-        model = MaskedLMModel(vocabulary_size, mlm.LAYERS, mlm.HEADS, mlm.HIDDEN, mlm.FFN,
-                              mlm.SEQ, dropout=0.1, max_predictions=mlm.PREDICTIONS,
-                              packed=is_packed, padding_free=padding_free, pad_id=pad_id,
-                              dtype=precision)
+        model = mlm.tfmask_model(precision, padding_free, vocabulary_size, packed=is_packed,
+                                 pad_id=pad_id)
         keys = [F.TOKEN_IDS, F.MASK_POSITIONS] + ([F.SEGMENT_IDS, F.POSITION_IDS]
                                                   if is_packed else [])
         return mlm.make_step(model, lambda b: {k: b[k] for k in keys}, precision, False)
@@ -87,14 +66,14 @@ def run_packing(corpus="rotten_tomatoes", rounds=5, steps=5, precision="float32"
     contenders = {
         "keras_hub padded": _runner(mlm.make_step(mlm.keras_hub_model(precision, vocabulary_size),
                                                   mlm.keras_hub_inputs, precision, False),
-                                    padded, pad_id),
-        "tfmask padded": _runner(tfmask(False), padded, pad_id),
-        "tfmask padding-free": _runner(tfmask(True), padded, pad_id),
-        "tfmask packed": _runner(tfmask(False, is_packed=True), packed, pad_id),
+                                    padded),
+        "tfmask padded": _runner(tfmask(False), padded),
+        "tfmask padding-free": _runner(tfmask(True), padded),
+        "tfmask packed": _runner(tfmask(False, is_packed=True), packed),
     }
     speeds = race(contenders, rounds)
     cells = mlm.BATCH * mlm.SEQ
-    fill = {name: float(np.mean([useful_tokens(b, pad_id) for b in rows])) / cells
+    fill = {name: float(np.mean([useful_tokens(b) for b in rows])) / cells
             for name, rows in (("padded", padded), ("packed", packed))}
     results = {"corpus": corpus, "precision": precision, "rounds": rounds,
                "steps_per_round": steps, "real_token_fraction": fill, "contenders": {}}
@@ -113,9 +92,7 @@ def print_packing(results):
         speed = entry["useful_tokens_per_second"]
         cells = [name, f"{speed['median']:,.0f}", f"{speed['min']:,.0f}", f"{speed['max']:,.0f}"]
         for key in ("ratio_vs_keras_hub_padded", "ratio_vs_tfmask_padded"):
-            ratio = entry.get(key)
-            cells.append("1.00" if ratio is None else
-                         f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})")
+            cells.append(ratio_cell(entry.get(key)))
         rows.append(cells)
     fill = results["real_token_fraction"]
     print_table(

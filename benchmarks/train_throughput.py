@@ -25,13 +25,33 @@ import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.common import matmul_peak, print_table, race, ratios, stats  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    matmul_peak,
+    print_table,
+    race,
+    ratio_cell,
+    ratios,
+    stats,
+    warmed_runner,
+)
 from tfmask.data.masking import RandomTokenMasking  # noqa: E402
 from tfmask.losses import per_token_crossentropy  # noqa: E402
 from tfmask.models import MaskedLMModel  # noqa: E402
 
 VOCAB, LAYERS, HIDDEN, HEADS, FFN, SEQ, BATCH, PREDICTIONS = 8192, 4, 256, 4, 1024, 128, 32, 20
 PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+
+
+def corpus_config(corpus, pack, strategy="random"):
+    """A tfmask `mlm` config of this benchmark's shape over a real corpus."""
+    from tfmask.training.config import config_from_dict
+
+    return config_from_dict({
+        "model": {"family": "mlm"},
+        "data": {"name": corpus, "sequence_length": SEQ, "batch_size": BATCH,
+                 "vocabulary_size": VOCAB, "pack": pack},
+        "masking": {"strategy": strategy, "max_predictions": PREDICTIONS},
+    })
 
 
 def masked_batches(count, seed=0):
@@ -50,14 +70,17 @@ def masked_batches(count, seed=0):
     return batches
 
 
-def tfmask_model(dtype, padding_free=True):
-    return MaskedLMModel(VOCAB, LAYERS, HEADS, HIDDEN, FFN, SEQ, dropout=0.1,
-                         max_predictions=PREDICTIONS, padding_free=padding_free, dtype=dtype)
+def tfmask_model(dtype, padding_free=True, vocabulary_size=VOCAB, packed=False, pad_id=0):
+    return MaskedLMModel(vocabulary_size, LAYERS, HEADS, HIDDEN, FFN, SEQ, dropout=0.1,
+                         max_predictions=PREDICTIONS, packed=packed, padding_free=padding_free,
+                         pad_id=pad_id, dtype=dtype)
 
 
 def keras_hub_model(dtype, vocabulary_size=VOCAB):
     backbone = keras_hub.models.BertBackbone(vocabulary_size, LAYERS, HEADS, HIDDEN, FFN, dropout=0.1,
                                              max_sequence_length=SEQ, dtype=dtype)
+    # The pooler is not used by the MLM head: no gradient, so no update.
+    backbone.pooled_dense.trainable = False
     return keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
 
 
@@ -76,8 +99,7 @@ def make_step(model, to_inputs, precision, jit_compile):
     optimizer = keras.optimizers.AdamW(1e-4)
     if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    # keras-hub's pooler is not used by its MLM head: no gradient, no update.
-    variables = [v for v in model.trainable_variables if "pooled_dense" not in v.path]
+    variables = model.trainable_variables
     optimizer.build(variables)
 
     @tf.function(jit_compile=jit_compile or None)
@@ -111,20 +133,9 @@ def contenders(precision, jit_compile, batches):
     if not jit_compile:  # padding-free needs dynamic shapes
         models["tfmask padding-free"] = (tfmask_model(precision, padding_free=True),
                                          tfmask_inputs)
-    runs = {}
-    for name, (model, to_inputs) in models.items():
-        step = make_step(model, to_inputs, precision, jit_compile)
-        for batch in batches[:2]:  # trace, compile, warm up
-            step(batch).numpy()
-
-        def run(step=step):
-            for batch in batches:
-                loss = step(batch)
-            loss.numpy()
-            return len(batches) * BATCH * SEQ
-
-        runs[name] = run
-    return runs
+    return {name: warmed_runner(make_step(model, to_inputs, precision, jit_compile), batches,
+                                units=len(batches) * BATCH * SEQ)
+            for name, (model, to_inputs) in models.items()}
 
 
 def run_mlm(precision="float32", jit_compile=False, rounds=5, steps=5, peak=None):
@@ -153,8 +164,7 @@ def print_mlm(results):
         speed, ratio = entry["tokens_per_second"], entry.get("ratio_vs_keras_hub")
         rows.append([name, f"{speed['median']:,.0f}", f"{speed['min']:,.0f}",
                      f"{speed['max']:,.0f}", f"{entry['mfu']:.0%}",
-                     "1.00" if ratio is None else
-                     f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})"])
+                     ratio_cell(ratio)])
     print_table(
         f"MLM training, {results['precision']}, jit_compile={results['jit_compile']}: "
         f"{results['rounds']} rounds x {results['steps_per_round']} steps of {BATCH}x{SEQ}, "
