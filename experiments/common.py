@@ -135,11 +135,18 @@ def save(name, title, table, raw, figure, notes="", results_dir=RESULTS):
     print(f"\n{title}\n\n{table}\n\nwrote {results_dir}/{name}.md, .json, .png")
 
 
-def bar_chart(ax, groups, series, values, ylabel, title):
-    """Grouped bars with std error bars: values[series][group] = list over seeds."""
+def subplots(*args, **kwargs):
+    """`matplotlib.pyplot.subplots` on the file-only Agg backend (no display here)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def bar_chart(ax, groups, series, values, ylabel, title):
+    """Grouped bars with std error bars: values[series][group] = list over seeds."""
     width = 0.8 / len(series)
     for i, name in enumerate(series):
         means = [mean_std(values[name][g])[0] for g in groups]

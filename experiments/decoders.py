@@ -12,8 +12,6 @@ model fit in the budget; the plot adds training accuracy over time.
 
 import os
 
-import numpy as np
-
 from experiments import common
 
 MODELS = {"Transformer decoder": "translate_transformer",
@@ -56,12 +54,7 @@ def main():
 
 
 def _plot(rows, curves):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    figure, axes = common.subplots(1, 2, figsize=(10, 3.6))
     for name, runs in curves.items():
         for i, run in enumerate(runs):
             seconds, accuracy = zip(*run)
@@ -72,9 +65,7 @@ def _plot(rows, curves):
     axes[0].legend(fontsize=8)
     axes[0].set_title("learning curves (one line per seed)")
     names = list(rows)
-    means = [np.mean([r["bleu"] for r in rows[n]]) for n in names]
-    stds = [np.std([r["bleu"] for r in rows[n]], ddof=1) if len(rows[n]) > 1 else 0
-            for n in names]
+    means, stds = zip(*(common.mean_std([r["bleu"] for r in rows[n]]) for n in names))
     axes[1].bar(names, means, yerr=stds, capsize=4, color=["C0", "C1"])
     axes[1].set_ylabel("BLEU (200 validation verses)")
     axes[1].set_title("at equal training time")

@@ -140,12 +140,7 @@ def run_movies(args):
 
 
 def _plot(rows, keys, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, ax = plt.subplots(figsize=(7, 3.6))
+    figure, ax = common.subplots(figsize=(7, 3.6))
     common.bar_chart(ax, list(rows), keys,
                      {key: {name: [r[key] for r in runs] for name, runs in rows.items()}
                       for key in keys}, "accuracy", title)

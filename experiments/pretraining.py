@@ -53,11 +53,6 @@ def pretrained_rows(rows):
 
 def table_and_figure(rows, task, pre_corpus, label):
     """The shared table (MLM metrics + downstream accuracy) and a 2-panel plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     pretrained = pretrained_rows(rows)
     header = [label, "MLM acc, own masks", "MLM acc, random 15%", "MLM ppl, random 15%",
               f"{task} val acc", f"{task} test acc"]
@@ -72,7 +67,7 @@ def table_and_figure(rows, task, pre_corpus, label):
             common.cell(get("random15_perplexity"), digits=1) if mlm else "-",
             common.cell(get("validation_accuracy"), percent=True),
             common.cell(get("test_accuracy"), percent=True)])
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    figure, axes = common.subplots(1, 2, figsize=(10, 3.6))
     common.bar_chart(axes[0], pretrained, ["own masks", "random 15%"],
                      {"own masks": {n: [r["own_accuracy"] for r in rows[n]] for n in pretrained},
                       "random 15%": {n: [r["random15_accuracy"] for r in rows[n]]

@@ -100,12 +100,7 @@ def _seconds_cell(values):
 
 
 def _plot(rows, threshold):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, ax = plt.subplots(figsize=(7, 4))
+    figure, ax = common.subplots(figsize=(7, 4))
     for i, (name, runs) in enumerate(rows.items()):
         for j, run in enumerate(runs):
             seconds, accuracy = zip(*run["curve"])
