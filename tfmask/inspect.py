@@ -22,8 +22,8 @@ flags.DEFINE_integer("rows", 4, "How many rows of the batch to draw.")
 FLAGS = flags.FLAGS
 
 
-def _labels(tokenizer, ids):
-    return [tokenizer.id_to_token(int(t)) if t else "" for t in ids]
+def _labels(tokenizer, ids, real):
+    return [tokenizer.id_to_token(int(t)) if r else "" for t, r in zip(ids, real)]
 
 
 def draw_tokens(batch, tokenizer, path, rows):
@@ -36,8 +36,8 @@ def draw_tokens(batch, tokenizer, path, rows):
     from tfmask.data import features as F
 
     ids = np.asarray(batch[F.TOKEN_IDS])[:rows]
-    length = int(np.asarray(batch[F.PADDING_MASK])[:rows].sum(1).max()) if F.PADDING_MASK in batch \
-        else ids.shape[1]
+    real = np.asarray(batch[F.PADDING_MASK])[:rows]
+    length = int(real.sum(1).max())
     colour = np.zeros(ids.shape)  # 0 plain, 1 [MASK], 2 random, 3 kept-but-predicted, 4 term/loss
     if F.MASK_POSITIONS in batch:
         positions = np.asarray(batch[F.MASK_POSITIONS])[:rows]
@@ -47,15 +47,16 @@ def draw_tokens(batch, tokenizer, path, rows):
             for p, w, o in zip(positions[r], weights[r], originals[r]):
                 if w:
                     colour[r, p] = 1 if ids[r, p] == tokenizer.mask_id else (3 if ids[r, p] == o else 2)
-    for key in (F.TERM_MASK, F.LOSS_WEIGHTS):
-        if key in batch:
-            colour[np.asarray(batch[key])[:rows] > 0] = 4
+    if F.TERM_MASK in batch:  # True = kept: colour the replaced terms
+        colour[~np.asarray(batch[F.TERM_MASK])[:rows]] = 4
+    if F.LOSS_WEIGHTS in batch:
+        colour[np.asarray(batch[F.LOSS_WEIGHTS])[:rows] > 0] = 4
     names = ["unchanged", "[MASK]", "random token", "kept, predicted", "term / loss weight"]
     palette = ["#ffffff", "#f4a261", "#e76f51", "#2a9d8f", "#8ab17d"]
     fig, axes = plt.subplots(ids.shape[0], 1, figsize=(min(0.55 * length + 1, 40), 1.2 * ids.shape[0] + 0.6),
                              squeeze=False)
     for r, axis in enumerate(axes[:, 0]):
-        for p, token in enumerate(_labels(tokenizer, ids[r][:length])):
+        for p, token in enumerate(_labels(tokenizer, ids[r][:length], real[r][:length])):
             axis.add_patch(plt.Rectangle((p, 0), 1, 1, color=palette[int(colour[r, p])], ec="#999"))
             axis.text(p + 0.5, 0.5, token, ha="center", va="center", fontsize=6, rotation=90)
         axis.set_xlim(0, length)
@@ -67,17 +68,18 @@ def draw_tokens(batch, tokenizer, path, rows):
     plt.close(fig)
 
 
-def attention_masks(batch, family):
-    """name -> [T, S] bool matrix for the first row of the batch."""
+def attention_masks(batch, causal):
+    """name -> [T, S] bool matrix for the first row of the batch; `causal`:
+    the family's model attends causally (its task says)."""
     import numpy as np
 
     from tfmask import masks as M
     from tfmask.data import features as F
 
     ids = np.asarray(batch[F.TOKEN_IDS])[:1]
-    padding = ids != 0
+    padding = np.asarray(batch[F.PADDING_MASK])[:1]  # the pipeline's, the model's input
     shown = {"padding": np.asarray(M.cross_attention_mask(padding, padding))[0]}
-    if family == "causal_lm":
+    if causal:
         shown["causal + padding"] = np.asarray(
             M.combine_masks(shown["padding"], M.causal_mask(ids.shape[1])))
     if F.SEGMENT_IDS in batch:
@@ -85,7 +87,7 @@ def attention_masks(batch, family):
         shown["document (packed)"] = np.asarray(M.document_mask(segments))[0]
     if F.DECODER_TOKEN_IDS in batch:
         targets = np.asarray(batch[F.DECODER_TOKEN_IDS])[:1]
-        target_padding = (targets != 0) | (np.arange(targets.shape[1]) == 0)
+        target_padding = np.asarray(batch[F.DECODER_PADDING_MASK])[:1]
         shown["decoder causal"] = np.asarray(M.combine_masks(
             M.cross_attention_mask(target_padding, target_padding),
             M.causal_mask(targets.shape[1])))[0]
@@ -113,8 +115,8 @@ def draw_masks(shown, path):
 
 def inspect(config_path, overrides=(), output_dir=None, rows=4):
     """Builds the config's training pipeline and writes the two PNGs."""
+    from tfmask.tasks import build_task
     from tfmask.training.config import load_config
-    from tfmask.training.tasks import build_task
 
     config = load_config(config_path, overrides)
     name = os.path.splitext(os.path.basename(config_path))[0]
@@ -125,7 +127,7 @@ def inspect(config_path, overrides=(), output_dir=None, rows=4):
     tokens_png = os.path.join(output_dir, "tokens.png")
     masks_png = os.path.join(output_dir, "masks.png")
     draw_tokens(batch, task.tokenizer, tokens_png, rows)
-    draw_masks(attention_masks(batch, config.model.family), masks_png)
+    draw_masks(attention_masks(batch, task.causal), masks_png)
     return tokens_png, masks_png
 
 

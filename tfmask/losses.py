@@ -19,6 +19,28 @@ def per_token_crossentropy(labels, logits, from_logits=True):
     )
 
 
+def weighted_crossentropy_sum(labels, logits, weights=None, from_logits=True):
+    """(sum of weight * cross-entropy, sum of weights): the one weighted loss.
+
+    Training divides the first by the *global* weight sum (over replicas),
+    evaluation accumulates both; `masked_sparse_categorical_crossentropy`
+    divides them. Weight-0 positions contribute exactly 0, whatever their
+    label (`where`, not multiply: a garbage label may give inf).
+
+    Example:
+    >>> import numpy as np
+    >>> logits = np.log(np.array([[[0.5, 0.5], [0.9, 0.1]]], "float32"))
+    >>> total, weight = weighted_crossentropy_sum([[0, 1]], logits, [[1, 0]])
+    >>> round(float(total), 4), float(weight)
+    (0.6931, 1.0)
+    """
+    losses = per_token_crossentropy(labels, logits, from_logits)
+    if weights is None:
+        weights = ops.ones_like(losses)
+    weights = ops.cast(weights, "float32")
+    return ops.sum(ops.where(weights > 0, losses * weights, 0.0)), ops.sum(weights)
+
+
 def masked_sparse_categorical_crossentropy(labels, logits, weights=None, from_logits=True):
     """Weighted mean cross-entropy over the positions whose weight is > 0.
 
@@ -35,13 +57,8 @@ def masked_sparse_categorical_crossentropy(labels, logits, weights=None, from_lo
     >>> float(masked_sparse_categorical_crossentropy([[0, 1]], logits, [[1, 0]]))
     0.693...
     """
-    losses = per_token_crossentropy(labels, logits, from_logits)
-    if weights is None:
-        return ops.mean(losses)
-    weights = ops.cast(weights, "float32")
-    # `where`, not multiply: a weight-0 position may hold a garbage label.
-    weighted = ops.where(weights > 0, losses * weights, 0.0)
-    return ops.divide_no_nan(ops.sum(weighted), ops.sum(weights))
+    total, weight = weighted_crossentropy_sum(labels, logits, weights, from_logits)
+    return ops.divide_no_nan(total, weight)
 
 
 @keras.saving.register_keras_serializable(package="tfmask")

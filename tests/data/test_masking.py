@@ -47,7 +47,8 @@ def synthetic_batch(rows=ROWS, length=LENGTH, seed=0, entities=False):
                 entity += 1 if (entity_ids[r, :pos] == entity).any() else 0
             pos, word = pos + pieces, word + 1
         ids[r, pos] = SEP
-    batch = {F.TOKEN_IDS: tf.constant(ids), F.WORD_IDS: tf.constant(word_ids)}
+    batch = {F.TOKEN_IDS: tf.constant(ids), F.WORD_IDS: tf.constant(word_ids),
+             F.PADDING_MASK: tf.constant(ids != PAD)}
     if entities:
         batch[F.ENTITY_IDS] = tf.constant(entity_ids)
     return batch
@@ -58,6 +59,12 @@ def batch():
     data = synthetic_batch()
     assert int(tf.reduce_sum(tf.cast(data[F.TOKEN_IDS] >= 10, tf.int32))) >= 100_000
     return data
+
+
+def with_padding(ids):
+    """A bare id batch with the padding mask a pipeline would emit (0 = pad here)."""
+    ids = tf.constant(ids)
+    return {F.TOKEN_IDS: ids, F.PADDING_MASK: ids != PAD}
 
 
 def mlm(cls, **kwargs):
@@ -223,7 +230,7 @@ def test_span_corruption_round_trips_and_has_t5_statistics():
     sentinels = list(range(999, 899, -1))  # T5 counts sentinels down
     input_length, target_length = span_corruption_lengths(length)
     corrupt = SpanCorruption(sentinels, input_length, target_length, eos_id=1)
-    out = corrupt({F.TOKEN_IDS: tf.constant(ids)}, seed=[1, 1])
+    out = corrupt(with_padding(ids), seed=[1, 1])
     inputs, targets = out[F.TOKEN_IDS].numpy(), out[F.TARGETS].numpy()
     noise_total, spans_total = 0, 0
     for r in range(rows):
@@ -255,7 +262,7 @@ def test_span_corruption_round_trips_and_has_t5_statistics():
 def test_span_corruption_errors_when_lengths_do_not_fit():
     corrupt = SpanCorruption(list(range(900, 1000)), input_length=5, target_length=40)
     with pytest.raises(tf.errors.InvalidArgumentError, match="span_corruption_lengths"):
-        corrupt({F.TOKEN_IDS: tf.constant([list(range(10, 60))])}, seed=[0, 0])
+        corrupt(with_padding([list(range(10, 60))]), seed=[0, 0])
 
 
 def term_batch():
@@ -266,7 +273,8 @@ def term_batch():
                             [-1, 0, 1, 2, 3, -1, -1, -1, -1, -1, -1]])
     token_ids = tf.constant([[CLS, 10, 11, 12, 13, 14, 15, 16, 13, 17, SEP],
                              [CLS, 20, 21, 22, 23, SEP, 0, 0, 0, 0, 0]])
-    return {F.TOKEN_IDS: token_ids, F.WORD_IDS: word_ids, F.WORDS: words}
+    return {F.TOKEN_IDS: token_ids, F.WORD_IDS: word_ids, F.WORDS: words,
+            F.PADDING_MASK: token_ids != PAD}
 
 
 def test_term_masking_masks_terms_patterns_and_multiword_names():
@@ -274,7 +282,8 @@ def test_term_masking_masks_terms_patterns_and_multiword_names():
     out = masker(term_batch())
     assert out[F.TOKEN_IDS].numpy().tolist()[0] == [CLS, MASK, MASK, MASK, 13, MASK, 15, MASK, 13, 17, SEP]
     assert out[F.TOKEN_IDS].numpy().tolist()[1] == term_batch()[F.TOKEN_IDS].numpy().tolist()[1]
-    assert out[F.TERM_MASK].numpy().sum() == 5
+    assert (~out[F.TERM_MASK].numpy()).sum() == 5  # True = kept
+    assert not out[F.TERM_MASK].numpy()[0, 1:4].any() and out[F.TERM_MASK].numpy()[1].all()
 
 
 def test_term_masking_drop_and_random():
@@ -310,25 +319,25 @@ def test_feature_masking_rate_and_structure(mode, shape):
 
 def test_prompt_loss_masking_weights_only_the_response():
     ids = tf.constant([[5, 6, 7, 8, 20, 21, 22, 0], [9, 7, 8, 30, 0, 0, 0, 0]])
-    out = PromptLossMasking(response_marker=[7, 8])({F.TOKEN_IDS: ids})
+    out = PromptLossMasking(response_marker=[7, 8])(with_padding(ids))
     np.testing.assert_array_equal(out[F.LABELS].numpy()[0], [6, 7, 8, 20, 21, 22, 0, 0])
     np.testing.assert_array_equal(out[F.LOSS_WEIGHTS].numpy(),
                                   [[0, 0, 0, 1, 1, 1, 0, 0], [0, 0, 1, 0, 0, 0, 0, 0]])
     by_length = PromptLossMasking(prompt_length_key="prompt_length")(
-        {F.TOKEN_IDS: ids, "prompt_length": tf.constant([4, 3])})
+        {**with_padding(ids), "prompt_length": tf.constant([4, 3])})
     np.testing.assert_array_equal(by_length[F.LOSS_WEIGHTS].numpy(), out[F.LOSS_WEIGHTS].numpy())
 
 
 def test_prompt_loss_masking_missing_marker_is_a_clear_error_not_empty_data():
     ids = tf.constant([[5, 6, 7, 8, 20], [5, 6, 6, 6, 20]])
-    dataset = tf.data.Dataset.from_tensors({F.TOKEN_IDS: ids}).map(
+    dataset = tf.data.Dataset.from_tensors(with_padding(ids)).map(
         PromptLossMasking(response_marker=[7, 8]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="response marker .* not found"):
         list(dataset)
     truncated = tf.constant([[5, 6, 7, 8]])
     with pytest.raises(tf.errors.InvalidArgumentError, match="no response token left"):
-        PromptLossMasking(response_marker=[7, 8])({F.TOKEN_IDS: truncated})
-    kept = PromptLossMasking(response_marker=[7, 8], on_missing="zero_weights")({F.TOKEN_IDS: ids})
+        PromptLossMasking(response_marker=[7, 8])(with_padding(truncated))
+    kept = PromptLossMasking(response_marker=[7, 8], on_missing="zero_weights")(with_padding(ids))
     assert kept[F.LOSS_WEIGHTS].numpy()[1].sum() == 0
 
 
@@ -338,8 +347,11 @@ def test_bad_arguments_are_one_line_errors():
     with pytest.raises(ValueError, match="mask_ratio \\+ random_ratio"):
         mlm(RandomTokenMasking, mask_ratio=0.8, random_ratio=0.3)
     with pytest.raises(ValueError, match="needs the batch keys \\['word_ids'\\]"):
-        mlm(WholeWordMasking)({F.TOKEN_IDS: tf.constant([[10, 11]])})
+        mlm(WholeWordMasking)(with_padding([[10, 11]]))
+    with pytest.raises(ValueError, match="needs the batch keys \\['padding_mask'\\]"):
+        mlm(RandomTokenMasking)({F.TOKEN_IDS: tf.constant([[10, 11]])})
     with pytest.raises(ValueError, match="ragged"):
-        mlm(RandomTokenMasking)({F.TOKEN_IDS: tf.ragged.constant([[10, 11], [12]])})
+        mlm(RandomTokenMasking)({F.TOKEN_IDS: tf.ragged.constant([[10, 11], [12]]),
+                                 F.PADDING_MASK: tf.ones([2, 2], tf.bool)})
     with pytest.raises(ValueError, match="exactly one of"):
         PromptLossMasking()

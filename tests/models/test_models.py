@@ -18,9 +18,28 @@ SMALL = dict(vocabulary_size=40, num_layers=2, num_heads=2, hidden_dim=8, interm
 SOURCE = np.array([[5, 6, 7, 8, 3, 0], [9, 10, 11, 3, 0, 0]], "int32")
 
 
+def encoded(ids):
+    """Encoder inputs as a pipeline emits them (0 is padding in these arrays)."""
+    ids = np.asarray(ids, "int32")
+    return {"token_ids": ids, "padding_mask": ids != 0}
+
+
+def real(ids):
+    """Decoder-only / generated inputs: every position is a real token."""
+    ids = np.asarray(ids, "int32")
+    return {"token_ids": ids, "padding_mask": np.ones(ids.shape, bool)}
+
+
+def decoded(ids):
+    """Decoder inputs: position 0 is the start token, real whatever its id."""
+    ids = np.asarray(ids, "int32")
+    mask = (ids != 0) | (np.arange(ids.shape[1]) == 0)
+    return {"decoder_token_ids": ids, "decoder_padding_mask": mask}
+
+
 def test_masked_lm_saves_loads_and_keeps_the_tie(tmp_path):
     model = MaskedLMModel(**SMALL, max_predictions=3)
-    inputs = {"token_ids": SOURCE, "mask_positions": np.array([[1, 2, 0], [0, 1, 2]], "int32")}
+    inputs = {**encoded(SOURCE), "mask_positions": np.array([[1, 2, 0], [0, 1, 2]], "int32")}
     expected = model(inputs)
     path = str(tmp_path / "mlm.keras")
     model.save(path)
@@ -34,20 +53,20 @@ def test_masked_lm_saves_loads_and_keeps_the_tie(tmp_path):
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_classifier_padding_invariance(pooling):
     model = ClassifierModel(num_classes=3, pooling=pooling, **SMALL)
-    padded = model({"token_ids": SOURCE}).numpy()
-    trimmed = model({"token_ids": SOURCE[1:, :4]}).numpy()
+    padded = model(encoded(SOURCE)).numpy()
+    trimmed = model(encoded(SOURCE[1:, :4])).numpy()
     np.testing.assert_allclose(padded[1:], trimmed, atol=1e-5)
 
 
 def test_causal_lm_packed_rows_equal_separate_documents():
     model = CausalLMModel(**SMALL, packed=True)
     doc_a, doc_b = [5, 6, 7], [8, 9, 10, 11]
-    packed = model({"token_ids": np.array([doc_a + doc_b + [0]]),
+    packed = model({**encoded([doc_a + doc_b + [0]]),
                     "segment_ids": np.array([[1, 1, 1, 2, 2, 2, 2, 0]]),
                     "position_ids": np.array([[0, 1, 2, 0, 1, 2, 3, 0]])}).numpy()
 
     def alone(doc):
-        return model({"token_ids": np.array([doc]), "segment_ids": np.ones((1, len(doc)), "int32"),
+        return model({**real([doc]), "segment_ids": np.ones((1, len(doc)), "int32"),
                       "position_ids": np.arange(len(doc))[None]}).numpy()
 
     np.testing.assert_allclose(packed[:, :3], alone(doc_a), atol=1e-4)
@@ -67,7 +86,7 @@ def test_causal_lm_cached_greedy_generation_equals_full_passes():
     model = CausalLMModel(**SMALL)
     prompt = np.array([[5, 6, 7], [8, 9, 10]], "int32")
     generated = np.asarray(model.generate(prompt, np.array([3, 3]), max_length=9))
-    expected = greedy_by_full_passes(lambda t: model({"token_ids": t}), 9, prompt)
+    expected = greedy_by_full_passes(lambda t: model(real(t)), 9, prompt)
     np.testing.assert_array_equal(generated, expected)
 
 
@@ -76,7 +95,7 @@ def test_causal_lm_generation_with_prompts_of_different_lengths():
     prompts = np.array([[5, 6, 7, 8], [9, 10, 0, 0]], "int32")
     generated = np.asarray(model.generate(prompts, np.array([4, 2]), max_length=8))
     for row, length in [(0, 4), (1, 2)]:
-        alone = greedy_by_full_passes(lambda t: model({"token_ids": t}), 8,
+        alone = greedy_by_full_passes(lambda t: model(real(t)), 8,
                                       prompts[row : row + 1, :length])
         np.testing.assert_array_equal(generated[row], alone[0])
 
@@ -87,12 +106,14 @@ def test_causal_lm_generation_with_prompts_of_different_lengths():
 ])
 def test_seq2seq_greedy_generation_equals_full_passes(cls, kwargs):
     model = cls(**kwargs)
-    generated = np.asarray(model.generate(SOURCE, max_length=6))
+    generated = np.asarray(model.generate(SOURCE, SOURCE != 0, max_length=6))
     expected = greedy_by_full_passes(
-        lambda t: model({"token_ids": SOURCE, "decoder_token_ids": t}), 6,
+        lambda t: model({**encoded(SOURCE), "decoder_token_ids": t,
+                         "decoder_padding_mask": np.ones(t.shape, bool)}), 6,
         np.zeros((2, 1), "int32"))
     np.testing.assert_array_equal(generated, expected)
-    beams = np.asarray(model.generate(SOURCE, max_length=6, sampler="beam", num_beams=3))
+    beams = np.asarray(model.generate(SOURCE, SOURCE != 0, max_length=6, sampler="beam",
+                                      num_beams=3))
     assert beams.shape == (2, 6) and np.all(beams[:, 0] == 0)
 
 
@@ -103,21 +124,20 @@ def test_seq2seq_greedy_generation_equals_full_passes(cls, kwargs):
 def test_seq2seq_source_padding_invariance_and_save(cls, kwargs, tmp_path):
     model = cls(**kwargs)
     target = np.array([[0, 12, 13], [0, 14, 0]], "int32")
-    out = model({"token_ids": SOURCE, "decoder_token_ids": target}).numpy()
+    out = model({**encoded(SOURCE), **decoded(target)}).numpy()
     wider = np.pad(SOURCE, [[0, 0], [0, 3]])
-    np.testing.assert_allclose(
-        model({"token_ids": wider, "decoder_token_ids": target}), out, atol=1e-5)
+    np.testing.assert_allclose(model({**encoded(wider), **decoded(target)}), out, atol=1e-5)
     path = str(tmp_path / "s2s.keras")
     model.save(path)
     restored = keras.models.load_model(path)
     np.testing.assert_allclose(
-        restored({"token_ids": SOURCE, "decoder_token_ids": target}), out, atol=1e-5)
+        restored({**encoded(SOURCE), **decoded(target)}), out, atol=1e-5)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_models_in_mixed_precision_give_finite_float32_logits(policy):
     model = MaskedLMModel(**SMALL, dtype=policy)
-    logits = model({"token_ids": SOURCE, "mask_positions": np.zeros((2, 2), "int32")})
+    logits = model({**encoded(SOURCE), "mask_positions": np.zeros((2, 2), "int32")})
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
     assert np.all(np.isfinite(np.asarray(logits)))
     assert model.get_layer("encoder_block_0").compute_dtype == policy.split("_")[1]
@@ -127,8 +147,8 @@ def test_transformer_cached_steps_give_the_teacher_forced_logits():
     """Stronger than argmax equality: the logits themselves, every step."""
     model = Seq2SeqTransformerModel(**SMALL)
     target = np.array([[0, 12, 13, 14], [0, 15, 16, 17]], "int32")
-    full = model({"token_ids": SOURCE, "decoder_token_ids": target}).numpy()
-    cache = {"encoder": model.encoder(SOURCE), "encoder_mask": SOURCE != 0,
+    full = model({**encoded(SOURCE), **decoded(target)}).numpy()
+    cache = {"encoder": model.encoder(SOURCE, SOURCE != 0), "encoder_mask": SOURCE != 0,
              "self": tuple(b._self_attention.init_cache(2, 4) for b in model.blocks)}
     for t in range(4):
         logits, cache = model._step(target[:, t : t + 1], cache, t)
@@ -137,7 +157,7 @@ def test_transformer_cached_steps_give_the_teacher_forced_logits():
 
 @pytest.mark.parametrize("family", ["mlm", "classifier"])
 def test_padding_free_models_equal_padded_models(family, tmp_path):
-    inputs = {"token_ids": SOURCE}
+    inputs = encoded(SOURCE)
     if family == "mlm":
         build = lambda **kw: MaskedLMModel(**SMALL, max_predictions=3, **kw)  # noqa: E731
         inputs["mask_positions"] = np.array([[1, 2, 0], [0, 1, 2]], "int32")

@@ -48,7 +48,7 @@ def test_minilm_hidden_states_match_keras_hub_to_1e5(minilm):
     # the like-for-like comparison imports with that activation.
     model, unused = from_pretrained(MaskedLMModel, minilm, max_predictions=2, dropout=0.0,
                                     activation=gelu_approximate)
-    ours = np.asarray(model.stack(TOKENS))
+    ours = np.asarray(model.stack(TOKENS, PADDING))
     reference = _keras_hub_hidden_states(minilm)
     np.testing.assert_allclose(ours[PADDING], reference[PADDING], atol=1e-5)
     assert all(name.startswith("pooler.") for name in unused), unused
@@ -60,14 +60,15 @@ def test_minilm_defaults_to_the_checkpoints_exact_gelu(minilm):
     exact, _ = from_pretrained(MaskedLMModel, minilm, max_predictions=2, dropout=0.0)
     tanh, _ = from_pretrained(MaskedLMModel, minilm, max_predictions=2, dropout=0.0,
                               activation=gelu_approximate)
-    difference = np.abs(np.asarray(exact.stack(TOKENS)) - np.asarray(tanh.stack(TOKENS)))
+    difference = np.abs(np.asarray(exact.stack(TOKENS, PADDING)) - np.asarray(tanh.stack(TOKENS, PADDING)))
     assert 1e-5 < difference[PADDING].max() < 5e-2  # close, but not the same function
 
 
 def test_a_classifier_starts_from_a_tfmask_masked_lm_run(tmp_path):
     source = MaskedLMModel(vocabulary_size=30, num_layers=2, num_heads=2, hidden_dim=8,
                            intermediate_dim=16, max_length=12, max_predictions=2, dropout=0.0)
-    source({"token_ids": TOKENS[:, :6] % 30, "mask_positions": np.zeros((2, 2), "int32")})
+    source({"token_ids": TOKENS[:, :6] % 30, "padding_mask": PADDING[:, :6],
+            "mask_positions": np.zeros((2, 2), "int32")})
     export = tmp_path / "export"
     export.mkdir()
     source.save(str(export / "model.keras"))
@@ -101,7 +102,8 @@ def test_bad_pretrained_folders_get_clear_errors(tmp_path):
 def test_a_masked_lm_run_continues_as_a_masked_lm_with_its_head(tmp_path):
     source = MaskedLMModel(vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8,
                            intermediate_dim=16, max_length=12, max_predictions=2, dropout=0.0)
-    inputs = {"token_ids": TOKENS[:, :6] % 30, "mask_positions": np.array([[1, 2], [3, 4]])}
+    inputs = {"token_ids": TOKENS[:, :6] % 30, "padding_mask": PADDING[:, :6],
+              "mask_positions": np.array([[1, 2], [3, 4]])}
     expected = np.asarray(source(inputs))
     (tmp_path / "export").mkdir()
     source.save(str(tmp_path / "export" / "model.keras"))

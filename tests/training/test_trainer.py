@@ -136,7 +136,8 @@ def test_checkpoints_keep_the_last_k_and_export_reloads(tmp_path):
     from tfmask.predict import Predictor
 
     predictor = Predictor(str(tmp_path))
-    [(position, candidates)] = predictor.fill_mask("it is a truth universally [MASK] .", top_k=3)
+    [(position, candidates)] = predictor.task.fill_mask(
+        predictor.model, "it is a truth universally [MASK] .", top_k=3)
     # [CLS] + the word pieces before [MASK] (a 1000-piece vocabulary splits
     # words into several pieces).
     before = predictor.tokenizer.tokenize(["it is a truth universally"])["token_ids"]

@@ -12,7 +12,6 @@ are reproducible from `seed` yet different in every epoch.
 import tensorflow as tf
 
 from tfmask.data import features as F
-from tfmask.text.tokenizer import add_special_tokens
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -53,10 +52,13 @@ def words_to_tokens(word_values, word_ids, fill=-1):
     return tf.where(valid, gathered, fill)
 
 
-def tokenize_batch(batch, tokenizer, sequence_length, text_key=F.TEXT, words_key=None):
+def tokenize_batch(batch, tokenizer, sequence_length, text_key=F.TEXT, words_key=None,
+                   framing="cls_sep", reserve=0):
     """Tokenizes a batch of texts (or pre-segmented words) to fixed length.
 
-    Adds [CLS] ... [SEP], truncates to `sequence_length` (flagging
+    Frames the rows (`framing`, see `WordPieceTokenizer.frame`: [CLS] ...
+    [SEP] by default), emits `padding_mask` (the one source of padding
+    downstream), truncates to `sequence_length` (flagging
     `truncated` rows, so a pipeline can count them), pads, and keeps every
     other key of the batch (labels, ...). With `words_key`, the batch holds
     ragged words (gold segmentation) instead of text, and a `tags` key of
@@ -73,10 +75,8 @@ def tokenize_batch(batch, tokenizer, sequence_length, text_key=F.TEXT, words_key
         texts = batch.pop(text_key)
         static_batch = texts.shape[0]
         tokens = tokenizer.tokenize(texts)
-    dense = add_special_tokens(
-        tokens[F.TOKEN_IDS], tokens[F.WORD_IDS], sequence_length,
-        tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id,
-    )
+    dense = tokenizer.frame(tokens[F.TOKEN_IDS], sequence_length, framing, reserve,
+                            word_ids=tokens[F.WORD_IDS])
     # Ragged ops lose the static batch size; drop_remainder batches keep it.
     batch.update(
         {k: tf.ensure_shape(v, [static_batch] + v.shape[1:]) for k, v in dense.items()}
@@ -100,7 +100,8 @@ def mask_dataset(dataset, strategy, seed, dynamic=True, num_parallel_calls=AUTOT
 
     Example:
     >>> from tfmask.data.masking import RandomTokenMasking
-    >>> ds = tf.data.Dataset.from_tensors({"token_ids": tf.constant([[5, 6, 7, 8]])})
+    >>> ds = tf.data.Dataset.from_tensors({"token_ids": tf.constant([[5, 6, 7, 8]]),
+    ...                                    "padding_mask": tf.ones([1, 4], tf.bool)})
     >>> masked = mask_dataset(ds, RandomTokenMasking(20, 4, max_predictions=2), seed=1)
     >>> sorted(next(iter(masked)))
     ['mask_ids', 'mask_positions', 'mask_weights', 'padding_mask', 'token_ids']
@@ -125,6 +126,8 @@ def text_pipeline(
     drop_remainder=True,
     shuffle_buffer=None,
     text_key=F.TEXT,
+    framing="cls_sep",
+    reserve=0,
 ):
     """Documents -> fixed-length, masked batches, ready for a model.
 
@@ -132,14 +135,14 @@ def text_pipeline(
     than one at a time), tokenizes, drops the ragged `words` unless a
     strategy needs them, then applies `strategies` in order, each with its
     own seed stream. `drop_remainder=True` keeps every shape static (XLA,
-    TPU).
+    TPU). `framing` and `reserve` are `WordPieceTokenizer.frame`'s.
     """
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=dynamic)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(
         lambda batch: tokenize_batch(batch, tokenizer, sequence_length, text_key=text_key,
-                                     words_key=words_key),
+                                     words_key=words_key, framing=framing, reserve=reserve),
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )

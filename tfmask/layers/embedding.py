@@ -33,9 +33,12 @@ def sinusoidal_positions(position_ids, hidden_dim, dtype="float32"):
 class MaskedEmbedding(keras.layers.Layer):
     """Token + position (+ token type) embedding, layer norm and dropout.
 
-    Its Keras mask is the padding mask (`token_ids != pad_id`), so every
-    mask-aware layer downstream (tfmask blocks, Keras RNNs, losses) sees the
-    padding without being told. Positions can be passed explicitly: packed
+    Standalone, its Keras mask is the padding mask (False where the id is `pad_id`,
+    like Keras' `mask_zero`), so every mask-aware layer downstream (tfmask
+    blocks, Keras RNNs, losses) sees the padding without being told. tfmask's
+    models build it with `pad_id=None` (no Keras mask) and pass the
+    pipeline's `padding_mask` to every block instead, as keras-hub's
+    backbones do: padding then has one source, the data pipeline. Positions can be passed explicitly: packed
     rows restart positions at each document (`position_ids` from
     `tfmask.data` packing), which is what makes a packed document look
     exactly like the same document alone.
@@ -45,7 +48,9 @@ class MaskedEmbedding(keras.layers.Layer):
         hidden_dim: int. Embedding size.
         max_length: int. Longest sequence (size of the learned position table;
             also the bound checked for sinusoidal positions).
-        pad_id: int. The padding token id, masked out. Default 0.
+        pad_id: int or None. The padding token id, masked out through the
+            Keras mask; None = no Keras mask (pass padding masks explicitly).
+            Default 0.
         num_segments: int. Number of token types in BERT's sense (sentence A /
             sentence B), fed as `token_type_ids`; 0 (default) disables them.
             Packed-document ids are not token types and never go here.
@@ -172,6 +177,8 @@ class MaskedEmbedding(keras.layers.Layer):
         return self._dropout_layer(x, training=training)
 
     def compute_mask(self, token_ids, mask=None):
+        if self.pad_id is None:
+            return None
         return mask_ops.padding_mask(token_ids, self.pad_id)
 
     def compute_output_shape(self, token_ids_shape, *args, **kwargs):

@@ -9,7 +9,7 @@ from tfmask.models.encoder import EncoderStack, symbolic_inputs
 ENCODER_ARGS = (
     "vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
     "max_length", "dropout", "attention_dropout", "activation", "layer_norm_epsilon",
-    "normalize_first", "position", "num_segments", "pad_id", "padding_free",
+    "normalize_first", "position", "num_segments", "padding_free",
 )
 
 
@@ -34,7 +34,8 @@ class _EncoderModel(keras.Model):
 class MaskedLMModel(_EncoderModel):
     """Encoder + tied MLM head: logits at `mask_positions` only.
 
-    Inputs: `token_ids` [B, S], `mask_positions` [B, P]; with `packed=True`
+    Inputs: `token_ids` [B, S], `padding_mask` [B, S] (bool, True at real
+    tokens, as the pipeline emits it), `mask_positions` [B, P]; with `packed=True`
     also `segment_ids` and `position_ids` [B, S] (rows packed with
     `tfmask.data.packing.pack`; documents never attend to each other).
     Output: logits [B, P, vocabulary_size]. `padding_free=True` runs the
@@ -46,6 +47,7 @@ class MaskedLMModel(_EncoderModel):
     >>> model = MaskedLMModel(vocabulary_size=50, num_layers=1, num_heads=2,
     ...                       hidden_dim=8, intermediate_dim=16, max_length=16)
     >>> model({"token_ids": np.array([[2, 5, 4, 7, 3, 0]]),
+    ...        "padding_mask": np.array([[1, 1, 1, 1, 1, 0]], bool),
     ...        "mask_positions": np.array([[2, 0]])}).shape
     TensorShape([1, 2, 50])
     """
@@ -53,18 +55,19 @@ class MaskedLMModel(_EncoderModel):
     def __init__(self, vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
                  max_length, dropout=0.1, attention_dropout=None, activation="gelu",
                  layer_norm_epsilon=1e-12, normalize_first=False, position="learned",
-                 num_segments=2, pad_id=0, packed=False, max_predictions=None,
+                 num_segments=2, packed=False, max_predictions=None,
                  padding_free=False, **kwargs):
         dtype = kwargs.pop("dtype", None)
         stack = EncoderStack(vocabulary_size, num_layers, num_heads, hidden_dim,
                              intermediate_dim, max_length, dropout, attention_dropout,
                              activation, layer_norm_epsilon, normalize_first, position,
-                             num_segments, pad_id, padding_free=padding_free, dtype=dtype)
-        names = [F.TOKEN_IDS] + ([F.SEGMENT_IDS, F.POSITION_IDS] if packed else [])
+                             num_segments, padding_free=padding_free, dtype=dtype)
+        names = [F.TOKEN_IDS, F.PADDING_MASK] + ([F.SEGMENT_IDS, F.POSITION_IDS] if packed else [])
         inputs = symbolic_inputs(
             names, extra={F.MASK_POSITIONS: ((max_predictions,), "int32")}
         )
-        sequence = stack(inputs[F.TOKEN_IDS], segment_ids=inputs.get(F.SEGMENT_IDS),
+        sequence = stack(inputs[F.TOKEN_IDS], inputs[F.PADDING_MASK],
+                         segment_ids=inputs.get(F.SEGMENT_IDS),
                          position_ids=inputs.get(F.POSITION_IDS))
         head = MaskedLMHead(token_embedding=stack.embedding,
                             layer_norm_epsilon=layer_norm_epsilon, dtype=dtype,
@@ -78,7 +81,7 @@ class MaskedLMModel(_EncoderModel):
                     max_length=max_length, dropout=dropout, attention_dropout=attention_dropout,
                     activation=activation, layer_norm_epsilon=layer_norm_epsilon,
                     normalize_first=normalize_first, position=position,
-                    num_segments=num_segments, pad_id=pad_id, packed=packed,
+                    num_segments=num_segments, packed=packed,
                     max_predictions=max_predictions, padding_free=padding_free)
 
     def get_config(self):
@@ -92,22 +95,23 @@ class ClassifierModel(_EncoderModel):
     """Encoder + pooled classification head, for fine-tuning.
 
     Pooling: `"cls"` (the first token, BERT) or `"mean"` (mean over real
-    tokens: padding is excluded through the Keras mask). Input `token_ids`
-    [B, S]; output logits [B, num_classes] in float32.
+    tokens: padding is excluded through `padding_mask`). Inputs `token_ids`
+    and `padding_mask` [B, S]; output logits [B, num_classes] in float32.
 
     Example:
     >>> import numpy as np
     >>> model = ClassifierModel(num_classes=2, vocabulary_size=50, num_layers=1,
     ...                         num_heads=2, hidden_dim=8, intermediate_dim=16,
     ...                         max_length=16)
-    >>> model({"token_ids": np.array([[2, 5, 6, 3, 0]])}).shape
+    >>> model({"token_ids": np.array([[2, 5, 6, 3, 0]]),
+    ...        "padding_mask": np.array([[1, 1, 1, 1, 0]], bool)}).shape
     TensorShape([1, 2])
     """
 
     def __init__(self, num_classes, vocabulary_size, num_layers, num_heads, hidden_dim,
                  intermediate_dim, max_length, dropout=0.1, attention_dropout=None,
                  activation="gelu", layer_norm_epsilon=1e-12, normalize_first=False,
-                 position="learned", num_segments=2, pad_id=0, pooling="cls",
+                 position="learned", num_segments=2, pooling="cls",
                  classifier_dropout=None, padding_free=False, **kwargs):
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling={pooling!r} must be 'cls' or 'mean'.")
@@ -115,15 +119,17 @@ class ClassifierModel(_EncoderModel):
         stack = EncoderStack(vocabulary_size, num_layers, num_heads, hidden_dim,
                              intermediate_dim, max_length, dropout, attention_dropout,
                              activation, layer_norm_epsilon, normalize_first, position,
-                             num_segments, pad_id, padding_free=padding_free, dtype=dtype)
-        inputs = symbolic_inputs([F.TOKEN_IDS])
-        sequence = stack(inputs[F.TOKEN_IDS])
+                             num_segments, padding_free=padding_free, dtype=dtype)
+        inputs = symbolic_inputs([F.TOKEN_IDS, F.PADDING_MASK])
+        padding = inputs[F.PADDING_MASK]
+        sequence = stack(inputs[F.TOKEN_IDS], padding)
         if pooling == "cls":
             pooled = sequence[:, 0]  # [CLS]
             pooled = keras.layers.Dense(hidden_dim, activation="tanh", dtype=dtype,
                                         name="pooler")(pooled)
         else:
-            pooled = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="mean_pool")(sequence)
+            pooled = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="mean_pool")(
+                sequence, mask=padding)
         rate = dropout if classifier_dropout is None else classifier_dropout
         pooled = Dropout(rate, dtype=dtype, name="classifier_dropout")(pooled)
         logits = keras.layers.Dense(num_classes, dtype=dtype, name="classifier")(pooled)
@@ -135,8 +141,7 @@ class ClassifierModel(_EncoderModel):
                     intermediate_dim=intermediate_dim, max_length=max_length, dropout=dropout,
                     attention_dropout=attention_dropout, activation=activation,
                     layer_norm_epsilon=layer_norm_epsilon, normalize_first=normalize_first,
-                    position=position, num_segments=num_segments, pad_id=pad_id,
-                    pooling=pooling, classifier_dropout=classifier_dropout,
+                    position=position, num_segments=num_segments, pooling=pooling, classifier_dropout=classifier_dropout,
                     padding_free=padding_free)
 
     def get_config(self):

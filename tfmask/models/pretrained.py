@@ -89,7 +89,6 @@ def read_bert_config(directory):
         "layer_norm_epsilon": config.get("layer_norm_eps", 1e-12),
         "dropout": config.get("hidden_dropout_prob", 0.1),
         "attention_dropout": config.get("attention_probs_dropout_prob", 0.1),
-        "pad_id": config.get("pad_token_id", 0),
         "activation": activation,
         "normalize_first": False,
         "position": "learned",

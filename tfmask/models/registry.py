@@ -1,7 +1,8 @@
 """An explicit registry (no registration by import side effect).
 
-`tfmask.training.tasks.BUILDERS` maps each model family to the function
-that wires its data and model; users add a family with `BUILDERS.add`.
+`tfmask.tasks.TASKS` maps each model family to its `Task` class; users
+add a family with `TASKS.add(name, TaskSubclass)`, and the config
+validator, the trainer, `predict` and `inspect` all read that one list.
 
 Example:
 >>> families = Registry("model family")
@@ -36,6 +37,11 @@ class Registry:
                 f"Unknown {self.kind} {name!r}; choose one of {sorted(self._items)}."
             )
         return self._items[name]
+
+    def remove(self, name):
+        """Unregisters `name` (and returns its item)."""
+        self.get(name)
+        return self._items.pop(name)
 
     def names(self):
         return sorted(self._items)

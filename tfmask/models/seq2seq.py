@@ -53,12 +53,8 @@ def _all_real(token_ids):
     return ops.ones_like(token_ids, dtype="bool")
 
 
-def _decoder_mask(decoder_token_ids, pad_id):
-    """Decoder inputs start with the start token, which is the pad id (T5's
-    convention): position 0 is real although its id says padding."""
-    # cumsum, not arange: the length is unknown in the functional graph
-    first = ops.equal(ops.cumsum(ops.ones_like(decoder_token_ids), axis=1), 1)
-    return ops.logical_or(ops.not_equal(decoder_token_ids, pad_id), first)
+# Inputs of both encoder-decoder models, as the pipeline names them.
+SEQ2SEQ_INPUTS = (F.TOKEN_IDS, F.PADDING_MASK, F.DECODER_TOKEN_IDS, F.DECODER_PADDING_MASK)
 
 
 def _float32_logits(logits):
@@ -69,22 +65,23 @@ def _float32_logits(logits):
 class CausalLMModel(_GenerativeModel):
     """Decoder-only Transformer LM with a tied output projection.
 
-    Inputs `token_ids` [B, S] (+ `segment_ids`, `position_ids` with
-    `packed=True`); output next-token logits [B, S, V].
+    Inputs `token_ids` and `padding_mask` [B, S] (+ `segment_ids`,
+    `position_ids` with `packed=True`); output next-token logits [B, S, V].
 
     Example:
     >>> import numpy as np
     >>> model = CausalLMModel(vocabulary_size=30, num_layers=1, num_heads=2,
     ...                       hidden_dim=8, intermediate_dim=16, max_length=16)
-    >>> model({"token_ids": np.array([[2, 5, 6, 0]])}).shape
+    >>> model({"token_ids": np.array([[2, 5, 6, 0]]),
+    ...        "padding_mask": np.array([[1, 1, 1, 0]], bool)}).shape
     TensorShape([1, 4, 30])
     """
 
     def __init__(self, vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
                  max_length, dropout=0.1, layer_norm_epsilon=1e-5, normalize_first=True,
-                 position="learned", pad_id=0, packed=False, **kwargs):
+                 position="learned", packed=False, **kwargs):
         dtype = kwargs.pop("dtype", None)
-        embedding = MaskedEmbedding(vocabulary_size, hidden_dim, max_length, pad_id=pad_id,
+        embedding = MaskedEmbedding(vocabulary_size, hidden_dim, max_length, pad_id=None,
                                     position=position, dropout=dropout,
                                     layer_norm_epsilon=layer_norm_epsilon, dtype=dtype,
                                     name="embedding")
@@ -93,11 +90,12 @@ class CausalLMModel(_GenerativeModel):
         final_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype,
                                                      name="final_norm")
         projection = TiedProjection(embedding, dtype=dtype, name="lm_head")
-        names = [F.TOKEN_IDS] + ([F.SEGMENT_IDS, F.POSITION_IDS] if packed else [])
+        names = [F.TOKEN_IDS, F.PADDING_MASK] + ([F.SEGMENT_IDS, F.POSITION_IDS] if packed else [])
         inputs = symbolic_inputs(names)
         x = embedding(inputs[F.TOKEN_IDS], position_ids=inputs.get(F.POSITION_IDS))
         for block in blocks:
-            x = block(x, segment_ids=inputs.get(F.SEGMENT_IDS))
+            x = block(x, decoder_padding_mask=inputs[F.PADDING_MASK],
+                      segment_ids=inputs.get(F.SEGMENT_IDS))
         logits = _float32_logits(projection(final_norm(x)))
         super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
         self.embedding, self.blocks = embedding, blocks
@@ -106,7 +104,7 @@ class CausalLMModel(_GenerativeModel):
                     hidden_dim=hidden_dim, intermediate_dim=intermediate_dim,
                     max_length=max_length, dropout=dropout,
                     layer_norm_epsilon=layer_norm_epsilon, normalize_first=normalize_first,
-                    position=position, pad_id=pad_id, packed=packed)
+                    position=position, packed=packed)
 
     def _step(self, token_ids, caches, index):
         """token_ids [B, T] at positions index.. -> logits [B, T, V], caches."""
@@ -150,8 +148,10 @@ class CausalLMModel(_GenerativeModel):
 class Seq2SeqTransformerModel(_GenerativeModel):
     """Encoder-decoder Transformer; one shared, tied embedding.
 
-    Inputs: `token_ids` [B, S] (encoder), `decoder_token_ids` [B, T]
-    (targets shifted right). Output: logits [B, T, V]. The decoder attends
+    Inputs: `token_ids` and `padding_mask` [B, S] (encoder),
+    `decoder_token_ids` [B, T] (targets shifted right) and
+    `decoder_padding_mask` [B, T] (True at position 0 too, whatever the start
+    token's id). Output: logits [B, T, V]. The decoder attends
     causally to itself and, through cross-attention, to the unpadded source
     tokens only.
 
@@ -160,31 +160,31 @@ class Seq2SeqTransformerModel(_GenerativeModel):
     >>> model = Seq2SeqTransformerModel(vocabulary_size=30, num_layers=1,
     ...     num_heads=2, hidden_dim=8, intermediate_dim=16, max_length=16)
     >>> model({"token_ids": np.array([[5, 6, 0]]),
-    ...        "decoder_token_ids": np.array([[0, 7]])}).shape
+    ...        "padding_mask": np.array([[1, 1, 0]], bool),
+    ...        "decoder_token_ids": np.array([[0, 7]]),
+    ...        "decoder_padding_mask": np.array([[1, 1]], bool)}).shape
     TensorShape([1, 2, 30])
     """
 
     def __init__(self, vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
                  max_length, decoder_num_layers=None, dropout=0.1, layer_norm_epsilon=1e-6,
-                 normalize_first=True, position="learned", pad_id=0, **kwargs):
+                 normalize_first=True, position="learned", **kwargs):
         dtype = kwargs.pop("dtype", None)
         decoder_num_layers = decoder_num_layers or num_layers
         encoder = EncoderStack(vocabulary_size, num_layers, num_heads, hidden_dim,
                                intermediate_dim, max_length, dropout, None, "gelu",
-                               layer_norm_epsilon, normalize_first, position, 0, pad_id,
-                               dtype=dtype)
+                               layer_norm_epsilon, normalize_first, position, 0, dtype=dtype)
         embedding = encoder.embedding  # shared by encoder, decoder and output
         blocks = _decoder_blocks(decoder_num_layers, num_heads, intermediate_dim, dropout,
                                  layer_norm_epsilon, normalize_first, dtype)
         final_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype,
                                                      name="decoder_final_norm")
         projection = TiedProjection(embedding, dtype=dtype, name="lm_head")
-        inputs = symbolic_inputs([F.TOKEN_IDS, F.DECODER_TOKEN_IDS])
-        encoded = encoder(inputs[F.TOKEN_IDS])
-        source_mask = ops.not_equal(inputs[F.TOKEN_IDS], pad_id)
-        target_ids = inputs[F.DECODER_TOKEN_IDS]
-        x = embedding(target_ids)
-        target_mask = _decoder_mask(target_ids, pad_id)
+        inputs = symbolic_inputs(SEQ2SEQ_INPUTS)
+        source_mask = inputs[F.PADDING_MASK]
+        encoded = encoder(inputs[F.TOKEN_IDS], source_mask)
+        x = embedding(inputs[F.DECODER_TOKEN_IDS])
+        target_mask = inputs[F.DECODER_PADDING_MASK]
         for block in blocks:
             x = block(x, encoded, decoder_padding_mask=target_mask,
                       encoder_padding_mask=source_mask)
@@ -196,7 +196,7 @@ class Seq2SeqTransformerModel(_GenerativeModel):
                     hidden_dim=hidden_dim, intermediate_dim=intermediate_dim,
                     max_length=max_length, decoder_num_layers=decoder_num_layers,
                     dropout=dropout, layer_norm_epsilon=layer_norm_epsilon,
-                    normalize_first=normalize_first, position=position, pad_id=pad_id)
+                    normalize_first=normalize_first, position=position)
 
     def _step(self, token_ids, cache, index):
         length = ops.shape(token_ids)[1]
@@ -213,14 +213,16 @@ class Seq2SeqTransformerModel(_GenerativeModel):
         logits = ops.cast(self.projection(self.final_norm(x)), "float32")
         return logits, {**cache, "self": tuple(new_self)}
 
-    def generate(self, token_ids, max_length, start_id=0, sampler="greedy", num_beams=4,
-                 stop_token_ids=None):
-        """Decodes [B, max_length] token ids (position 0 is `start_id`)."""
+    def generate(self, token_ids, padding_mask, max_length, start_id=0, sampler="greedy",
+                 num_beams=4, stop_token_ids=None):
+        """Decodes [B, max_length] token ids (position 0 is `start_id`) for
+        sources `token_ids` with their `padding_mask` [B, S]."""
         batch = ops.shape(token_ids)[0]
-        encoded = self.encoder(token_ids)
+        padding_mask = ops.cast(padding_mask, "bool")
+        encoded = self.encoder(token_ids, padding_mask)
         cache = {
             "encoder": encoded,
-            "encoder_mask": ops.not_equal(token_ids, self.pad_id),
+            "encoder_mask": padding_mask,
             "self": tuple(block._self_attention.init_cache(batch, max_length)
                           for block in self.blocks),
         }
@@ -250,16 +252,18 @@ class Seq2SeqLSTMModel(_GenerativeModel):
     >>> import numpy as np
     >>> model = Seq2SeqLSTMModel(vocabulary_size=30, embedding_dim=8, units=8)
     >>> model({"token_ids": np.array([[5, 6, 0]]),
-    ...        "decoder_token_ids": np.array([[0, 7]])}).shape
+    ...        "padding_mask": np.array([[1, 1, 0]], bool),
+    ...        "decoder_token_ids": np.array([[0, 7]]),
+    ...        "decoder_padding_mask": np.array([[1, 1]], bool)}).shape
     TensorShape([1, 2, 30])
     """
 
-    def __init__(self, vocabulary_size, embedding_dim, units, dropout=0.1, pad_id=0,
-                 max_length=512, **kwargs):
+    def __init__(self, vocabulary_size, embedding_dim, units, dropout=0.1, max_length=512,
+                 **kwargs):
         if units % 2:
             raise ValueError(f"units={units} must be even (two directions of units/2).")
         dtype = kwargs.pop("dtype", None)
-        embedding = MaskedEmbedding(vocabulary_size, embedding_dim, max_length, pad_id=pad_id,
+        embedding = MaskedEmbedding(vocabulary_size, embedding_dim, max_length, pad_id=None,
                                     position="sinusoidal", dropout=dropout, dtype=dtype,
                                     name="embedding")
         encoder = keras.layers.Bidirectional(
@@ -268,15 +272,14 @@ class Seq2SeqLSTMModel(_GenerativeModel):
             dtype=dtype, name="encoder")
         decoder = MaskedLSTMDecoder(units, dropout=dropout, dtype=dtype, name="decoder")
         projection = keras.layers.Dense(vocabulary_size, dtype=dtype, name="lm_head")
-        inputs = symbolic_inputs([F.TOKEN_IDS, F.DECODER_TOKEN_IDS])
+        inputs = symbolic_inputs(SEQ2SEQ_INPUTS)
+        source_mask = inputs[F.PADDING_MASK]
         source = embedding(inputs[F.TOKEN_IDS])
-        encoded, forward_h, forward_c, backward_h, backward_c = encoder(source)
+        encoded, forward_h, forward_c, backward_h, backward_c = encoder(source, mask=source_mask)
         state = [ops.concatenate([forward_h, backward_h], -1),
                  ops.concatenate([forward_c, backward_c], -1)]
-        source_mask = ops.not_equal(inputs[F.TOKEN_IDS], pad_id)
-        target_ids = inputs[F.DECODER_TOKEN_IDS]
-        target = embedding(target_ids)
-        target_mask = _decoder_mask(target_ids, pad_id)
+        target = embedding(inputs[F.DECODER_TOKEN_IDS])
+        target_mask = inputs[F.DECODER_PADDING_MASK]
         hidden = decoder(target, encoded, initial_state=state, target_padding_mask=target_mask,
                          encoder_padding_mask=source_mask)
         logits = _float32_logits(projection(hidden))
@@ -284,16 +287,17 @@ class Seq2SeqLSTMModel(_GenerativeModel):
         self.embedding, self.encoder, self.decoder = embedding, encoder, decoder
         self.projection = projection
         self._store(vocabulary_size=vocabulary_size, embedding_dim=embedding_dim, units=units,
-                    dropout=dropout, pad_id=pad_id, max_length=max_length)
+                    dropout=dropout, max_length=max_length)
 
-    def generate(self, token_ids, max_length, start_id=0, sampler="greedy", num_beams=4,
-                 stop_token_ids=None):
+    def generate(self, token_ids, padding_mask, max_length, start_id=0, sampler="greedy",
+                 num_beams=4, stop_token_ids=None):
         batch = ops.shape(token_ids)[0]
-        encoded, fh, fc, bh, bc = self.encoder(self.embedding(token_ids))
+        padding_mask = ops.cast(padding_mask, "bool")
+        encoded, fh, fc, bh, bc = self.encoder(self.embedding(token_ids), mask=padding_mask)
         cache = {
             "h": ops.concatenate([fh, bh], -1), "c": ops.concatenate([fc, bc], -1),
             "encoder": encoded, "memory": self.decoder.prepare_memory(encoded),
-            "encoder_mask": ops.not_equal(token_ids, self.pad_id),
+            "encoder_mask": padding_mask,
         }
         prompt = ops.concatenate(
             [ops.full((batch, 1), start_id, "int32"),

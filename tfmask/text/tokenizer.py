@@ -161,38 +161,102 @@ class WordPieceTokenizer:
         token_ids, word_ids = _pieces_and_word_ids(pieces)
         return {"token_ids": token_ids, "word_ids": word_ids, "words": words}
 
+    def encode(self, texts, sequence_length, framing="cls_sep", reserve=0):
+        """Strings [B] -> framed dense rows (see `frame`): `"cls_sep"` is
+        BERT's [CLS] text [SEP], `"eos"` text [SEP] (decoders, seq2seq),
+        `"none"` the text alone.
+
+        Example:
+        >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]
+        >>> rows = WordPieceTokenizer(vocab).encode(["a b"], 5, framing="eos")
+        >>> rows["token_ids"].numpy().tolist()
+        [[5, 6, 3, 0, 0]]
+        """
+        return self.frame(self.tokenize(texts)["token_ids"], sequence_length, framing, reserve)
+
+    def frame(self, token_ids, sequence_length, framing="cls_sep", reserve=0, word_ids=None):
+        """Ragged ids [B, None] -> framed dense rows with this vocabulary's ids."""
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing={framing!r} is not one of {FRAMINGS}.")
+        start = self.cls_id if framing == "cls_sep" else None
+        end = None if framing == "none" else self.sep_id
+        return frame(token_ids, sequence_length, self.pad_id, start, end, word_ids, reserve)
+
     def detokenize(self, token_ids):
         """Ids [B, N] (dense or ragged) -> strings [B], pieces merged."""
         words = self._tokenizer.detokenize(token_ids)
         return tf.strings.reduce_join(words, axis=-1, separator=" ")
 
 
-def add_special_tokens(token_ids, word_ids, sequence_length, cls_id, sep_id, pad_id=0):
-    """[CLS] tokens [SEP], truncated and padded to a static `sequence_length`.
+FRAMINGS = ("cls_sep", "eos", "none")
 
-    Takes ragged `token_ids` and `word_ids` [B, None]; returns dense int32
-    [B, sequence_length] `token_ids`, `word_ids` (-1 at [CLS], [SEP] and
-    padding), `padding_mask`, and `truncated` [B] bool (True where tokens were
-    cut, so a pipeline can count them instead of losing them silently).
+
+def frame(token_ids, sequence_length, pad_id, start_id=None, end_id=None, word_ids=None,
+          reserve=0):
+    """Ragged token rows -> fixed-length rows: the one place tfmask frames text.
+
+    Puts `start_id` (e.g. [CLS]) before and `end_id` (e.g. [SEP] as end of
+    sequence) after each row's tokens, truncating the tokens so that the row
+    plus `reserve` free slots fits `sequence_length`, then pads with `pad_id`.
+    The padding mask comes from the row lengths, never from comparing ids
+    with `pad_id` (a start token may equal the pad id, as in T5).
+
+    Args:
+        token_ids: ragged int [B, None].
+        sequence_length: int, the static row length S.
+        pad_id: int, the id padding slots hold.
+        start_id, end_id: ids to add, or None for none.
+        word_ids: optional ragged int [B, None]; -1 at added and padding slots.
+        reserve: slots kept free at the end for a later stage (span corruption
+            appends its own end token).
+
+    Returns: dict of dense [B, S] int32 `token_ids` (and `word_ids`), bool
+    `padding_mask`, and [B] bool `truncated` (True where tokens were cut).
+
+    Example:
+    >>> rows = frame(tf.ragged.constant([[7, 8, 9], [5]]), 4, pad_id=0, start_id=2, end_id=3)
+    >>> rows["token_ids"].numpy().tolist(), rows["truncated"].numpy().tolist()
+    ([[2, 7, 8, 3], [2, 5, 3, 0]], [True, False])
+    >>> rows["padding_mask"].numpy().tolist()
+    [[True, True, True, True], [True, True, True, False]]
     """
-    if sequence_length < 3:
-        raise ValueError(f"sequence_length must be >= 3 for [CLS] x [SEP], got {sequence_length}.")
-    room = sequence_length - 2
+    added = (start_id is not None) + (end_id is not None)
+    room = sequence_length - added - reserve
+    if room < 1:
+        raise ValueError(f"sequence_length={sequence_length} leaves no room for tokens after "
+                         f"{added} framing token(s) and {reserve} reserved; raise it.")
     truncated = token_ids.row_lengths() > room
-    token_ids = token_ids[:, :room]
-    word_ids = word_ids[:, :room]
+    token_ids = tf.cast(token_ids[:, :room], tf.int32)
     batch = token_ids.nrows()
-    cls = tf.fill([batch, 1], tf.cast(cls_id, token_ids.dtype))
-    sep = tf.fill([batch, 1], tf.cast(sep_id, token_ids.dtype))
-    minus_one = tf.fill([batch, 1], tf.constant(-1, word_ids.dtype))
-    token_ids = tf.concat([cls, token_ids, sep], axis=1)
-    word_ids = tf.concat([minus_one, word_ids, minus_one], axis=1)
+    parts, word_parts = [], []
+    minus_one = tf.fill([batch, 1], -1)
+    if start_id is not None:
+        parts.append(tf.fill([batch, 1], tf.cast(start_id, tf.int32)))
+        word_parts.append(minus_one)
+    parts.append(token_ids)
+    if word_ids is not None:
+        word_parts.append(tf.cast(word_ids[:, :room], tf.int32))
+    if end_id is not None:
+        parts.append(tf.fill([batch, 1], tf.cast(end_id, tf.int32)))
+        word_parts.append(minus_one)
+    token_ids = tf.concat(parts, axis=1) if len(parts) > 1 else token_ids
     shape = [None, sequence_length]
-    dense_ids = tf.cast(token_ids.to_tensor(default_value=pad_id, shape=shape), tf.int32)
-    dense_words = tf.cast(word_ids.to_tensor(default_value=-1, shape=shape), tf.int32)
-    return {
-        "token_ids": dense_ids,
-        "word_ids": dense_words,
+    rows = {
+        "token_ids": token_ids.to_tensor(default_value=pad_id, shape=shape),
         "padding_mask": tf.sequence_mask(token_ids.row_lengths(), sequence_length),
         "truncated": truncated,
     }
+    if word_ids is not None:
+        word_ids = tf.concat(word_parts, axis=1) if len(word_parts) > 1 else word_parts[0]
+        rows["word_ids"] = word_ids.to_tensor(default_value=-1, shape=shape)
+    return rows
+
+
+def add_special_tokens(token_ids, word_ids, sequence_length, cls_id, sep_id, pad_id=0):
+    """[CLS] tokens [SEP], truncated and padded to a static `sequence_length`
+    (BERT's framing; see `frame`). Returns `token_ids`, `word_ids` (-1 at
+    [CLS], [SEP] and padding), `padding_mask` and `truncated`."""
+    if sequence_length < 3:
+        raise ValueError(f"sequence_length must be >= 3 for [CLS] x [SEP], got {sequence_length}.")
+    return frame(token_ids, sequence_length, pad_id, start_id=cls_id, end_id=sep_id,
+                 word_ids=word_ids)

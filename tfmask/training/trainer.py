@@ -1,7 +1,16 @@
 """The training loop: one plain step function, checkpoints, exact resume.
 
-    task = build_task(config)            # tokenizer, datasets, model factory
     Trainer(config, output_dir).fit()    # train, evaluate, checkpoint, export
+
+The family's task (`tfmask.tasks`) supplies the data, model, loss and
+metrics; the trainer only runs them.
+
+XLA (`runtime.jit_compile`): the per-replica step is compiled, the input
+iterator is not (an `IteratorGetNext` cannot run inside XLA), as Keras
+does. `runtime.steps_per_execution` runs several steps per host call in a
+`tf.while_loop` around that step, the usual TPU setting; logging,
+evaluation and checkpoints still land on their exact steps, because a call
+never runs past the next of them.
 
 The step keeps loss scaling, the cross-replica loss division and gradient
 clipping in one place: each replica divides its weighted loss sum by the
@@ -28,12 +37,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmask.losses import per_token_crossentropy
-from tfmask.metrics import MaskedAccuracy, MaskedPerplexity
+from tfmask.tasks import build_task
 from tfmask.training.config import save_config
 from tfmask.training.schedule import WarmupDecay
 from tfmask.training.strategy import is_chief, make_strategy, worker_index
-from tfmask.training.tasks import build_task
 
 
 def make_optimizer(config):
@@ -79,14 +86,14 @@ class Trainer:
             raise ValueError(
                 f"data.batch_size={config.data.batch_size} is the global batch and must be "
                 f"divisible by the {replicas} replicas; change it.")
-        self.task = build_task(config, output_dir)
+        self.task = build_task(config)
         with self.strategy.scope():
             self.model = self.task.build_model(dtype=config.runtime.precision)
             self.optimizer = make_optimizer(config)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.train_metrics = self._metrics("train")
-            self.eval_metrics = self._metrics("eval")
+            self.train_metrics = self.task.metrics("train")
+            self.eval_metrics = self.task.metrics("eval")
         self.checkpoint = tf.train.Checkpoint(
             model_variables=list(self.model.variables),
             optimizer_variables=list(self.optimizer.variables),
@@ -106,67 +113,69 @@ class Trainer:
         task_type, index, _ = worker_index()
         return os.path.join(self.output_dir, f"tmp_{task_type}_{index}")
 
-    def _metrics(self, prefix):
-        metrics = {"loss": keras.metrics.Mean(name=f"{prefix}_loss"),
-                   "accuracy": MaskedAccuracy(name=f"{prefix}_accuracy")}
-        if self.task.token_level:
-            metrics["perplexity"] = MaskedPerplexity(name=f"{prefix}_perplexity")
-        return metrics
-
     def _weights(self, labels, weights):
         if weights is None:
             return tf.ones(tf.shape(labels), tf.float32)
         return tf.cast(weights, tf.float32)
 
+    def _update_metrics(self, metrics, labels, logits, weights):
+        for name, metric in metrics.items():
+            if name != "loss":
+                metric.update_state(labels, logits, weights)
+
+    def _compiled(self, function):
+        """`function` under XLA when runtime.jit_compile asks, else plain graph."""
+        return tf.function(function, jit_compile=self.config.runtime.jit_compile or None)
+
     def _make_train_step(self):
-        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        model, optimizer, strategy, task = self.model, self.optimizer, self.strategy, self.task
         metrics = self.train_metrics
 
         def replica_step(batch):
-            inputs, labels, weights = self.task.split_batch(batch)
+            inputs, labels, weights = task.split_batch(batch)
             weights = self._weights(labels, weights)
             with tf.GradientTape() as tape:
                 logits = model(inputs, training=True)
-                per_token = per_token_crossentropy(labels, logits)
-                local_sum = tf.reduce_sum(tf.where(weights > 0, per_token * weights, 0.0))
+                local_sum, local_weight = task.loss_terms(labels, logits, weights)
                 context = tf.distribute.get_replica_context()
-                global_weight = context.all_reduce("sum", tf.reduce_sum(weights))
+                global_weight = context.all_reduce("sum", local_weight)
                 loss = local_sum / tf.maximum(global_weight, 1e-9)
                 scaled = optimizer.scale_loss(loss)
             gradients = tape.gradient(scaled, model.trainable_variables)
             gradients = clip_global_gradients(gradients, self.config.optimizer.clipnorm,
                                               _loss_scale(optimizer))
             optimizer.apply(gradients, model.trainable_variables)
-            metrics["accuracy"].update_state(labels, logits, weights)
-            if "perplexity" in metrics:
-                metrics["perplexity"].update_state(labels, logits, weights)
+            self._update_metrics(metrics, labels, logits, weights)
             return loss
 
-        def train_step(iterator):
-            losses = strategy.run(replica_step, args=(next(iterator),))
+        compiled_step = self._compiled(replica_step)
+
+        def one_step(iterator):
+            # next() outside the compiled step: XLA cannot run the iterator.
+            losses = strategy.run(compiled_step, args=(next(iterator),))
             loss = strategy.reduce("sum", losses, axis=None)
             metrics["loss"].update_state(loss)
             self.step.assign_add(1)
-            return loss
 
-        return tf.function(train_step, jit_compile=self.config.runtime.jit_compile or None)
+        def train_steps(iterator, count):
+            for _ in tf.range(count):
+                one_step(iterator)
+
+        return tf.function(train_steps)
 
     def _make_eval_step(self):
-        model, strategy, metrics = self.model, self.strategy, self.eval_metrics
+        model, strategy, metrics, task = self.model, self.strategy, self.eval_metrics, self.task
 
         def replica_step(batch):
-            inputs, labels, weights = self.task.split_batch(batch)
+            inputs, labels, weights = task.split_batch(batch)
             weights = self._weights(labels, weights)
             logits = model(inputs, training=False)
-            per_token = per_token_crossentropy(labels, logits)
-            metrics["loss"].update_state(
-                tf.reduce_sum(tf.where(weights > 0, per_token * weights, 0.0))
-                / tf.maximum(tf.reduce_sum(weights), 1e-9), sample_weight=tf.reduce_sum(weights))
-            metrics["accuracy"].update_state(labels, logits, weights)
-            if "perplexity" in metrics:
-                metrics["perplexity"].update_state(labels, logits, weights)
+            total, weight = task.loss_terms(labels, logits, weights)
+            metrics["loss"].update_state(total / tf.maximum(weight, 1e-9), sample_weight=weight)
+            self._update_metrics(metrics, labels, logits, weights)
 
-        return tf.function(lambda batch: strategy.run(replica_step, args=(batch,)))
+        compiled_step = self._compiled(replica_step)
+        return tf.function(lambda batch: strategy.run(compiled_step, args=(batch,)))
 
     # ------------------------------------------------------------- running
     def _log(self, record):
@@ -221,11 +230,12 @@ class Trainer:
         self.train_seconds = 0.0  # training only: evaluation and checkpoints excluded
         step = start
         while step < config.train.steps:
-            step += 1
+            count = self._steps_in_next_call(step)
             began = time.perf_counter()
-            self._train_step(iterator)
+            self._train_step(iterator, tf.constant(count, tf.int32))
             spent = time.perf_counter() - began
-            timed_steps, timed_seconds = timed_steps + 1, timed_seconds + spent
+            step += count
+            timed_steps, timed_seconds = timed_steps + count, timed_seconds + spent
             self.train_seconds += spent
             out_of_time = bool(config.train.max_seconds) and \
                 self.train_seconds >= config.train.max_seconds
@@ -263,6 +273,17 @@ class Trainer:
         elif config.runtime.export:
             self.export()
         return results
+
+    def _steps_in_next_call(self, step):
+        """Up to runtime.steps_per_execution steps, never past the end or the
+        next step that logs, evaluates or checkpoints."""
+        config = self.config
+        count = min(config.runtime.steps_per_execution, config.train.steps - step)
+        for every in (config.train.log_every, config.train.eval_every,
+                      config.runtime.checkpoint_every):
+            if every:
+                count = min(count, every - step % every)
+        return count
 
     def _report(self, step, results):
         self._log({"step": step, **results})

@@ -66,7 +66,7 @@ def require_keys(strategy, batch, *keys):
         raise ValueError(
             f"{type(strategy).__name__} needs the batch keys {missing} (has "
             f"{sorted(batch)}); tokenize with tfmask.data.pipeline.tokenize_batch, "
-            "which provides token_ids and word_ids."
+            "which provides token_ids, word_ids and padding_mask (pack does too)."
         )
 
 
@@ -182,12 +182,12 @@ class MaskedLMStrategy(MaskingStrategy):
         self._unselectable = tf.constant(sorted(unselectable), tf.int32)
         self._regular_ids = tf.constant(regular_token_ids(vocabulary_size, unselectable))
 
-    def candidates(self, token_ids):
-        """True at tokens that may be masked: not padding, not special."""
+    def candidates(self, token_ids, padding_mask):
+        """True at tokens that may be masked: real (`padding_mask`), not special."""
         is_special = tf.reduce_any(
             token_ids[:, :, None] == self._unselectable[None, None, :], axis=-1
         )
-        return ~is_special
+        return tf.cast(padding_mask, tf.bool) & ~is_special
 
     def budget(self, candidates):
         """Tokens to mask per row: round(rate * candidates), >= 1, <= max_predictions."""
@@ -201,18 +201,16 @@ class MaskedLMStrategy(MaskingStrategy):
         """Returns (selected [B, S] bool, unit_ids [B, S] int32)."""
 
     def apply(self, batch, seed):
-        require_keys(self, batch, F.TOKEN_IDS)
+        require_keys(self, batch, F.TOKEN_IDS, F.PADDING_MASK)
         token_ids = dense_int(batch[F.TOKEN_IDS], F.TOKEN_IDS)
         select_seed, replace_seed, random_seed = tf.unstack(split_seed(seed, 3))
-        candidates = self.candidates(token_ids)
+        candidates = self.candidates(token_ids, batch[F.PADDING_MASK])
         selected, unit_ids = self.select(
             batch, token_ids, candidates, self.budget(candidates), select_seed
         )
         selected = selected & candidates
         batch[F.TOKEN_IDS] = self.replace(token_ids, selected, unit_ids, replace_seed, random_seed)
         batch.update(self.predictions(token_ids, selected))
-        if F.PADDING_MASK not in batch:
-            batch[F.PADDING_MASK] = token_ids != self.pad_id
         return batch
 
     def replace(self, token_ids, selected, unit_ids, replace_seed, random_seed):

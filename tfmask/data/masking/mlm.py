@@ -43,7 +43,8 @@ class RandomTokenMasking(MaskedLMStrategy):
     >>> import tensorflow as tf
     >>> strategy = RandomTokenMasking(vocabulary_size=100, mask_token_id=4,
     ...                               max_predictions=4, special_token_ids=[2, 3])
-    >>> out = strategy({"token_ids": tf.constant([[2, 10, 11, 12, 13, 3, 0]])},
+    >>> out = strategy({"token_ids": tf.constant([[2, 10, 11, 12, 13, 3, 0]]),
+    ...                 "padding_mask": tf.constant([[1, 1, 1, 1, 1, 1, 0]]) > 0},
     ...                seed=[1, 2])
     >>> out["mask_positions"].shape, float(tf.reduce_sum(out["mask_weights"]))
     (TensorShape([1, 4]), 1.0)
@@ -82,6 +83,7 @@ class WholeWordMasking(MaskedLMStrategy):
     >>> import tensorflow as tf
     >>> strategy = WholeWordMasking(vocabulary_size=100, mask_token_id=4, rate=0.5)
     >>> out = strategy({"token_ids": tf.constant([[10, 11, 12, 13]]),
+    ...                 "padding_mask": tf.ones([1, 4], tf.bool),
     ...                 "word_ids": tf.constant([[0, 0, 1, 1]])}, seed=[0, 1])
     >>> out["mask_weights"].numpy()[0, :3].tolist()
     [1.0, 1.0, 0.0]

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from tfmask.data import features as F
 from tfmask.data.masking.base import MaskingStrategy, dense_int, require_keys
+from tfmask.data.targets import next_token_targets
 
 ON_MISSING = ("error", "zero_weights")
 
@@ -14,10 +15,11 @@ class PromptLossMasking(MaskingStrategy):
     Each row of `token_ids` [B, S] holds prompt + response (+ padding). The
     response starts right after the first occurrence of `response_marker`
     (a list of token ids, e.g. the tokens of "### Response:"), or at
-    `batch[prompt_length_key]` when the prompt lengths are known. Outputs
-    `labels` [B, S] (token t+1, padding at the end) and `loss_weights`
-    [B, S]: 1 where the label is a response token, 0 on the prompt, the
-    marker and padding.
+    `batch[prompt_length_key]` when the prompt lengths are known. Needs the
+    batch's `padding_mask`. Outputs `labels` [B, S] (token t+1, from
+    `tfmask.data.targets.next_token_targets`) and `loss_weights` [B, S]: 1
+    where the label is a response token, 0 on the prompt, the marker and
+    padding.
 
     A row whose marker is missing, or whose response was truncated away,
     would silently train on nothing (trl #1191). By default that is an
@@ -27,18 +29,18 @@ class PromptLossMasking(MaskingStrategy):
     Args:
         response_marker: list of token ids, or None with `prompt_length_key`.
         prompt_length_key: batch key of int [B] prompt lengths (in tokens).
-        pad_id: int. Default 0.
         on_missing: "error" (default) or "zero_weights".
 
     Example:
     >>> import tensorflow as tf
     >>> masking = PromptLossMasking(response_marker=[7, 8])
-    >>> out = masking({"token_ids": tf.constant([[5, 6, 7, 8, 20, 21, 0]])})
+    >>> out = masking({"token_ids": tf.constant([[5, 6, 7, 8, 20, 21, 0]]),
+    ...                "padding_mask": tf.constant([[1, 1, 1, 1, 1, 1, 0]]) > 0})
     >>> out["loss_weights"].numpy().tolist()
     [[0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]]
     """
 
-    def __init__(self, response_marker=None, prompt_length_key=None, pad_id=0, on_missing="error"):
+    def __init__(self, response_marker=None, prompt_length_key=None, on_missing="error"):
         super().__init__(seed=None)
         if (response_marker is None) == (prompt_length_key is None):
             raise ValueError(
@@ -51,7 +53,6 @@ class PromptLossMasking(MaskingStrategy):
             raise ValueError(f"on_missing={on_missing!r} is not one of {ON_MISSING}.")
         self.response_marker = None if response_marker is None else [int(i) for i in response_marker]
         self.prompt_length_key = prompt_length_key
-        self.pad_id = pad_id
         self.on_missing = on_missing
 
     def _response_start(self, batch, token_ids):
@@ -70,14 +71,13 @@ class PromptLossMasking(MaskingStrategy):
         return tf.where(found, first + len(marker), length), found
 
     def apply(self, batch, seed):
-        require_keys(self, batch, F.TOKEN_IDS)
+        require_keys(self, batch, F.TOKEN_IDS, F.PADDING_MASK)
         token_ids = dense_int(batch[F.TOKEN_IDS], F.TOKEN_IDS)
         start, found = self._response_start(batch, token_ids)
-        real = token_ids != self.pad_id
-        labels = tf.pad(token_ids[:, 1:], [[0, 0], [0, 1]], constant_values=self.pad_id)
-        label_real = tf.pad(real[:, 1:], [[0, 0], [0, 1]])
+        labels, graded = next_token_targets(token_ids, batch[F.PADDING_MASK],
+                                            batch.get(F.SEGMENT_IDS))
         label_position = tf.range(1, tf.shape(token_ids)[1] + 1)[None, :]
-        weights = (label_position >= start[:, None]) & label_real
+        weights = (label_position >= start[:, None]) & (graded > 0)
         has_response = tf.reduce_any(weights, axis=1)
         if self.on_missing == "error":
             marker = self.response_marker
@@ -100,5 +100,4 @@ class PromptLossMasking(MaskingStrategy):
             )
         batch[F.LABELS] = labels
         batch[F.LOSS_WEIGHTS] = tf.cast(weights, tf.float32)
-        batch.setdefault(F.PADDING_MASK, real)
         return batch

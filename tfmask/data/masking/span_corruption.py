@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfmask.data import features as F
 from tfmask.data.masking.base import MaskingStrategy, dense_int, require_keys, split_seed
+from tfmask.data.targets import decoder_inputs
 
 
 def span_corruption_lengths(length, noise_density=0.15, mean_noise_span_length=3.0):
@@ -58,8 +59,7 @@ def random_spans_noise_mask(length, noise_density, mean_noise_span_length, seed)
 class SpanCorruption(MaskingStrategy):
     """T5 span corruption, ready for an encoder-decoder model.
 
-    For each row (its real length taken from `padding_mask`, or from
-    `token_ids != pad_id`), `noise_density` of the tokens are chosen in spans
+    For each row (its real length taken from `padding_mask`), `noise_density` of the tokens are chosen in spans
     of mean length `mean_noise_span_length`. The encoder input keeps the
     other tokens and replaces each span with a sentinel; the target is each
     sentinel followed by its span, closed by one more sentinel (T5's
@@ -85,7 +85,8 @@ class SpanCorruption(MaskingStrategy):
     >>> import tensorflow as tf
     >>> corrupt = SpanCorruption(sentinel_ids=list(range(90, 100)),
     ...                          input_length=12, target_length=6)
-    >>> out = corrupt({"token_ids": tf.constant([list(range(10, 20))])}, seed=[3, 4])
+    >>> out = corrupt({"token_ids": tf.constant([list(range(10, 20))]),
+    ...                "padding_mask": tf.ones([1, 10], tf.bool)}, seed=[3, 4])
     >>> out["token_ids"].shape, out["targets"].shape
     (TensorShape([1, 12]), TensorShape([1, 6]))
     """
@@ -120,10 +121,9 @@ class SpanCorruption(MaskingStrategy):
         self.pad_id = pad_id
 
     def apply(self, batch, seed):
-        require_keys(self, batch, F.TOKEN_IDS)
+        require_keys(self, batch, F.TOKEN_IDS, F.PADDING_MASK)
         token_ids = dense_int(batch[F.TOKEN_IDS], F.TOKEN_IDS)
-        padding = batch.get(F.PADDING_MASK)
-        real = token_ids != self.pad_id if padding is None else tf.cast(padding, tf.bool)
+        real = tf.cast(batch[F.PADDING_MASK], tf.bool)
         lengths = tf.reduce_sum(tf.cast(real, tf.int32), axis=1)
         seeds = split_seed(seed, tf.shape(token_ids)[0])
 
@@ -134,28 +134,28 @@ class SpanCorruption(MaskingStrategy):
             )
             return self._encode(tokens[:length], noise)
 
-        inputs, targets = tf.map_fn(
+        inputs, targets, input_lengths, target_lengths = tf.map_fn(
             corrupt,
             (token_ids, lengths, seeds),
             fn_output_signature=(
                 tf.TensorSpec([self.input_length], tf.int32),
                 tf.TensorSpec([self.target_length], tf.int32),
+                tf.TensorSpec([], tf.int32),
+                tf.TensorSpec([], tf.int32),
             ),
-        )
-        decoder_inputs = tf.concat(
-            [tf.fill([tf.shape(targets)[0], 1], self.decoder_start_id), targets[:, :-1]], axis=1
         )
         return {
             **{k: v for k, v in batch.items() if k not in (F.TOKEN_IDS, F.PADDING_MASK, F.WORD_IDS)},
             F.TOKEN_IDS: inputs,
-            F.PADDING_MASK: inputs != self.pad_id,
+            F.PADDING_MASK: tf.sequence_mask(input_lengths, self.input_length),
             F.TARGETS: targets,
-            F.DECODER_TOKEN_IDS: decoder_inputs,
-            F.DECODER_PADDING_MASK: targets != self.pad_id,
+            F.DECODER_TOKEN_IDS: decoder_inputs(targets, self.decoder_start_id),
+            F.DECODER_PADDING_MASK: tf.sequence_mask(target_lengths, self.target_length),
         }
 
     def _encode(self, tokens, noise):
-        """One row: (inputs [input_length], targets [target_length]), padded."""
+        """One row: (inputs [input_length], targets [target_length]), padded,
+        and their real lengths."""
         first_noise = noise & ~tf.pad(noise[:-1], [[1, 0]])
         num_spans = tf.reduce_sum(tf.cast(first_noise, tf.int32))
         tf.debugging.assert_less(
@@ -196,4 +196,5 @@ class SpanCorruption(MaskingStrategy):
                 "lengths with span_corruption_lengths(sequence_length, ...)",
             )
         pad = lambda v, n: tf.pad(v, [[0, n - tf.size(v)]], constant_values=self.pad_id)  # noqa: E731
-        return pad(inputs, self.input_length), pad(targets, self.target_length)
+        return (pad(inputs, self.input_length), pad(targets, self.target_length),
+                tf.size(inputs), tf.size(targets))

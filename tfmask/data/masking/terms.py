@@ -27,9 +27,11 @@ class TermMasking(MaskingStrategy):
     of the batch (`words`, ragged [B, W], as `WordPieceTokenizer` returns
     them, lower-cased if the tokenizer is); `word_ids` ties tokens to words.
 
-    Outputs the modified `token_ids`, `word_ids`, `padding_mask` and
-    `term_mask` [B, S] (True where a token was replaced; for "drop", where
-    the original token was removed, in the original positions).
+    Needs the batch's `padding_mask`. Outputs the modified `token_ids`,
+    `word_ids`, `padding_mask` and `term_mask` [B, S], which follows
+    tfmask's one convention, True = kept: False where a token was replaced
+    (for "drop", where the original token was removed, in the original
+    positions).
 
     Args:
         terms: iterable of strings (compared lower-cased when `lowercase`).
@@ -46,6 +48,7 @@ class TermMasking(MaskingStrategy):
     >>> masker = TermMasking(terms=["tom hanks"], patterns=[r"\\d+"], mask_token_id=4)
     >>> batch = {"token_ids": tf.constant([[10, 11, 12, 13, 14]]),
     ...          "word_ids": tf.constant([[0, 1, 2, 3, 3]]),
+    ...          "padding_mask": tf.constant([[True] * 5]),
     ...          "words": tf.ragged.constant([["tom", "hanks", "is", "66"]])}
     >>> masker(batch)["token_ids"].numpy().tolist()
     [[4, 4, 12, 4, 4]]
@@ -115,7 +118,7 @@ class TermMasking(MaskingStrategy):
         return matched
 
     def apply(self, batch, seed):
-        require_keys(self, batch, F.TOKEN_IDS, F.WORD_IDS, F.WORDS)
+        require_keys(self, batch, F.TOKEN_IDS, F.WORD_IDS, F.WORDS, F.PADDING_MASK)
         token_ids = dense_int(batch[F.TOKEN_IDS], F.TOKEN_IDS)
         word_ids = dense_int(batch[F.WORD_IDS], F.WORD_IDS)
         words = batch[F.WORDS]
@@ -127,7 +130,7 @@ class TermMasking(MaskingStrategy):
         hit = in_range & tf.gather(
             matched_words, tf.clip_by_value(word_ids, 0, tf.maximum(width - 1, 0)), batch_dims=1
         )
-        batch[F.TERM_MASK] = hit
+        batch[F.TERM_MASK] = ~hit  # True = kept
         if self.replacement == "mask":
             batch[F.TOKEN_IDS] = tf.where(hit, self.mask_token_id, token_ids)
         elif self.replacement == "random":
@@ -144,5 +147,8 @@ class TermMasking(MaskingStrategy):
             batch[F.WORD_IDS] = tf.ragged.boolean_mask(word_ids, keep).to_tensor(-1, shape=shape)
             batch[F.TOKEN_IDS] = tf.ensure_shape(batch[F.TOKEN_IDS], token_ids.shape)
             batch[F.WORD_IDS] = tf.ensure_shape(batch[F.WORD_IDS], word_ids.shape)
-        batch[F.PADDING_MASK] = batch[F.TOKEN_IDS] != self.pad_id
+            # Real tokens that survive, moved to the left like the ids.
+            kept = tf.reduce_sum(tf.cast(tf.cast(batch[F.PADDING_MASK], tf.bool) & keep,
+                                         tf.int32), axis=1)
+            batch[F.PADDING_MASK] = tf.sequence_mask(kept, shape[1])
         return batch

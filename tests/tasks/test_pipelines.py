@@ -5,7 +5,7 @@ import pytest
 
 from tests.training.test_trainer import tiny_config
 from tfmask.training.config import config_from_dict
-from tfmask.training.tasks import build_task
+from tfmask.tasks import build_task
 
 
 def _epochs(dynamic, pack=False):

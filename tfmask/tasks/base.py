@@ -1,0 +1,241 @@
+"""The contract every model family's task keeps, and what the families share.
+
+A `Task` owns one family from config to batch to model:
+
+    strategies        the masking strategies it supports (the rest are refused)
+    validate          family-specific config checks (one-line `ConfigError`)
+    batches           its input pipeline: documents -> tokens -> masks -> batches
+    train, evaluation infinite shuffled training batches; cached evaluation batches
+    build_model       dtype policy -> keras.Model (called under the strategy scope)
+    split_batch       batch -> (model inputs, labels, loss weights or None)
+    loss_terms        the weighted loss (sum, weight), one function for train and eval
+    metrics           its metrics; extra_evaluation (BLEU, ...) after evaluation
+    predict           raw text -> lines of output, for `python -m tfmask.predict`
+
+The trainer, `predict` and `inspect` only talk to this interface; which
+family runs is looked up in `tfmask.tasks.TASKS`.
+"""
+
+import abc
+import functools
+
+import keras
+import tensorflow as tf
+
+from tfmask import datasets
+from tfmask.errors import ConfigError
+from tfmask.losses import weighted_crossentropy_sum
+from tfmask.metrics import MaskedAccuracy, MaskedPerplexity
+from tfmask.models.pretrained import (
+    pretrained_directory,
+    pretrained_vocabulary,
+    pretrained_vocabulary_size,
+)
+from tfmask.text import WordPieceTokenizer, train_wordpiece_vocabulary
+
+AUTOTUNE = tf.data.AUTOTUNE
+VOCABULARY_TRAINING_DOCUMENTS = 200_000
+WHOLE_SPLIT = 1 << 20  # shuffle buffer that holds a whole split (up to 2^20 documents)
+
+
+class Task(abc.ABC):
+    """One model family: its data, model, loss, metrics and predictions.
+
+    Subclasses set the class attributes below and implement `batches`,
+    `build_model`, `split_batch` and `predict`.
+
+    Args:
+        config: a validated `tfmask.training.config.Config`.
+        tokenizer: optional `WordPieceTokenizer`; default: built from the
+            config (trains a vocabulary on the training split if asked).
+        vocabulary_path: the tokenizer's vocab.txt, when `tokenizer` is given.
+    """
+
+    family = None
+    # Masking strategies this family supports; the first is not the default.
+    strategies = ("none",)
+    default_strategy = "none"
+    # Why the others are refused, appended to the one-line error.
+    refusal_hint = ""
+    token_level = True  # per-token labels: perplexity is reported
+    supports_packing = False  # data.pack
+    supports_pretrained = False  # model.pretrained
+    supports_static_masking = False  # masking.dynamic: false
+    generates = False  # train.generate_examples (BLEU)
+    causal = False  # the model attends causally (drawn by `inspect`)
+
+    def __init__(self, config, tokenizer=None, vocabulary_path=None):
+        self.config = config
+        if tokenizer is None:
+            tokenizer, vocabulary_path = build_tokenizer(config, self.vocabulary_keys(config))
+        self.tokenizer = tokenizer
+        self.vocabulary_path = vocabulary_path
+
+    # ------------------------------------------------------------ validation
+    @classmethod
+    def check(cls, config):
+        """Every family-level check; raises ConfigError before any work."""
+        model, data, masking = config.model, config.data, config.masking
+        if masking.strategy not in cls.strategies:
+            raise ConfigError(
+                f"model.family={cls.family} does not support masking.strategy="
+                f"{masking.strategy}; supported: {', '.join(cls.strategies)}"
+                f"{'. ' + cls.refusal_hint if cls.refusal_hint else ''}.")
+        for setting, supported, key in (
+                (data.pack, cls.supports_packing, "data.pack=true"),
+                (model.pretrained, cls.supports_pretrained, f"model.pretrained={model.pretrained}"),
+                (not masking.dynamic, cls.supports_static_masking, "masking.dynamic=false"),
+                (config.train.generate_examples, cls.generates,
+                 f"train.generate_examples={config.train.generate_examples}")):
+            if setting and not supported:
+                raise ConfigError(f"model.family={cls.family} does not use {key}; remove it.")
+        cls.validate(config)
+
+    @classmethod
+    def validate(cls, config):
+        """Family-specific checks beyond `check`; subclasses extend it."""
+
+    @classmethod
+    def vocabulary_keys(cls, config):
+        """Document keys whose text trains a vocabulary (data.vocabulary: train)."""
+        return [config.data.words_key or config.data.text_key]
+
+    # ------------------------------------------------------------ data
+    @abc.abstractmethod
+    def batches(self, documents, batch_size, training):
+        """Documents -> batches of this family (masks drawn anew each epoch
+        when `training`, fixed otherwise)."""
+
+    @functools.cached_property
+    def train(self):
+        """Infinite, shuffled, masked global batches with static shapes."""
+        return self.training_batches()
+
+    def training_batches(self):
+        return self.batches(self.documents(self.config.data.train_split, training=True),
+                            self.config.data.batch_size, training=True)
+
+    @functools.cached_property
+    def evaluation(self):
+        """The first `train.eval_batches` batches of the evaluation split."""
+        return self.evaluation_for(self.config.data.eval_split)
+
+    def evaluation_for(self, split):
+        """The same for any split (train.extra_eval_splits), cached after a pass.
+
+        take() before cache(): the cache then fills completely and is reused.
+        Consumers must read it to the end (no further take()), or tf.data
+        discards the partial cache and rebuilds the batches every evaluation.
+        """
+        batches = self.batches(self.documents(split, training=False),
+                               self.config.data.eval_batch_size, training=False)
+        return batches.take(self.config.train.eval_batches).cache()
+
+    def documents(self, split, training):
+        documents = load_documents(self.config, split)
+        if training:
+            # Shuffle, then repeat: every epoch is a fresh permutation, batches
+            # cross epoch boundaries, and the order is a pure function of the
+            # seed (exact resume skips into it). Buffer 0 = the whole split, an
+            # exact shuffle that also interleaves the parts of a mixture.
+            buffer = self.config.data.shuffle_buffer or WHOLE_SPLIT
+            return documents.shuffle(buffer, seed=self.config.train.seed,
+                                     reshuffle_each_iteration=True).repeat()
+        if "+" in self.config.data.name:
+            # A mixture is its parts concatenated; evaluating its first batches
+            # would see only the first part. One fixed order mixes them.
+            documents = documents.shuffle(WHOLE_SPLIT, seed=0, reshuffle_each_iteration=False)
+        return documents
+
+    @property
+    def tokens_per_batch(self):
+        """Tokens a training batch carries (for tokens/s)."""
+        return self.config.data.batch_size * self.config.data.sequence_length
+
+    # ------------------------------------------------------------ model
+    @abc.abstractmethod
+    def build_model(self, dtype):
+        """A fresh (or pretrained) keras.Model under the dtype policy `dtype`."""
+
+    @abc.abstractmethod
+    def split_batch(self, batch):
+        """batch -> (model inputs, labels, loss weights or None)."""
+
+    def loss_terms(self, labels, logits, weights):
+        """(weighted loss sum, weight sum) of a batch; None weights = all 1."""
+        return weighted_crossentropy_sum(labels, logits, weights)
+
+    def metrics(self, prefix):
+        """name -> keras metric, reported as `{prefix}_{name}`."""
+        metrics = {"loss": keras.metrics.Mean(name=f"{prefix}_loss"),
+                   "accuracy": MaskedAccuracy(name=f"{prefix}_accuracy")}
+        if self.token_level:
+            metrics["perplexity"] = MaskedPerplexity(name=f"{prefix}_perplexity")
+        return metrics
+
+    def extra_evaluation(self, model):
+        """More metrics after the evaluation split's (e.g. BLEU); {} by default."""
+        return {}
+
+    # ------------------------------------------------------------ prediction
+    @abc.abstractmethod
+    def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
+        """Raw text -> list of printable lines (`python -m tfmask.predict`)."""
+
+
+def build_tokenizer(config, vocabulary_keys):
+    """(WordPieceTokenizer, vocab.txt path) for a config."""
+    data, model = config.data, config.model
+    if data.vocabulary == "pretrained":
+        path = pretrained_vocabulary(pretrained_directory(model.pretrained))
+    elif data.vocabulary == "train":
+        path = train_wordpiece_vocabulary(_texts(config, vocabulary_keys), data.vocabulary_size,
+                                          lowercase=data.lowercase)
+    else:
+        path = data.vocabulary
+    tokenizer = WordPieceTokenizer(path, lowercase=data.lowercase)
+    if model.pretrained and data.vocabulary != "pretrained":
+        expected = pretrained_vocabulary_size(pretrained_directory(model.pretrained))
+        if expected != tokenizer.vocabulary_size:
+            raise ConfigError(
+                f"model.pretrained has a {expected}-token vocabulary but data.vocabulary gives "
+                f"{tokenizer.vocabulary_size}; set data.vocabulary: pretrained.")
+    return tokenizer, path
+
+
+def _texts(config, keys):
+    documents = load_documents(config, config.data.train_split)
+    for example in documents.take(VOCABULARY_TRAINING_DOCUMENTS).as_numpy_iterator():
+        for key in keys:
+            value = example[key]
+            if isinstance(value, bytes):
+                yield value.decode("utf-8")
+            else:  # pre-segmented words
+                yield " ".join(w.decode("utf-8") for w in value)
+
+
+def load_documents(config, split):
+    """One dataset, or a mixture for names joined by "+" ("austen+wordnet").
+
+    A mixture keeps the features all its parts share. Finite splits are
+    concatenated (evaluation sees every part in full)."""
+    data = config.data
+    parts = [datasets.load(name, split=split, **data.dataset_options)
+             for name in data.name.split("+")]
+    if len(parts) == 1:
+        return parts[0]
+    shared = set.intersection(*(set(p.element_spec) for p in parts))
+    parts = [p.map(lambda x: {k: x[k] for k in sorted(shared)}) for p in parts]
+    mixture = parts[0]
+    for part in parts[1:]:
+        mixture = mixture.concatenate(part)
+    return mixture
+
+
+def softmax(logits):
+    """Probabilities of a numpy logits vector (float64, stable)."""
+    import numpy as np
+
+    logits = np.asarray(logits, np.float64)
+    probabilities = np.exp(logits - logits.max())
+    return probabilities / probabilities.sum()

@@ -1,0 +1,104 @@
+"""The causal-LM family: a decoder-only Transformer predicting the next token.
+
+- `none`: every next token of every document is graded (documents framed as
+  text [SEP]); with `data.pack`, documents share rows and a position is
+  never graded on the next document's first token.
+- `prompt`: prompt-loss masking for fine-tuning: only the response after
+  `masking.response_marker` is graded. With `data.pack` the weights are
+  computed per document *before* packing, so every packed document keeps its
+  own prompt mask.
+"""
+
+import tensorflow as tf
+
+from tfmask.data import features as F
+from tfmask.data import masking as M
+from tfmask.data.packing import pack
+from tfmask.data.targets import next_token_targets
+from tfmask.errors import ConfigError
+from tfmask.models import CausalLMModel
+from tfmask.tasks.base import AUTOTUNE, Task
+from tfmask.tasks.mlm import encoder_kwargs
+
+
+class CausalLMTask(Task):
+    family = "causal_lm"
+    strategies = ("none", "prompt")
+    refusal_hint = "a causal LM is graded on next tokens; mask prompts with prompt"
+    supports_packing = True
+    causal = True
+
+    @classmethod
+    def validate(cls, config):
+        if config.masking.strategy == "prompt" and not config.masking.response_marker:
+            raise ConfigError("masking.strategy=prompt needs masking.response_marker, the text "
+                              "that ends each prompt.")
+
+    def __init__(self, config, tokenizer=None, vocabulary_path=None):
+        super().__init__(config, tokenizer, vocabulary_path)
+        self.prompt = None
+        if config.masking.strategy == "prompt":
+            marker = self.tokenizer.tokenize([config.masking.response_marker])[F.TOKEN_IDS]
+            self.prompt = M.PromptLossMasking(response_marker=marker.to_list()[0])
+
+    def _documents(self, batch):
+        """A batch of texts -> framed rows (text [SEP]), prompt-masked if asked."""
+        data = self.config.data
+        rows = self.tokenizer.encode(batch[data.text_key], data.sequence_length, framing="eos")
+        rows = {F.TOKEN_IDS: rows[F.TOKEN_IDS], F.PADDING_MASK: rows[F.PADDING_MASK]}
+        return self.prompt(rows) if self.prompt is not None else rows
+
+    @staticmethod
+    def _graded(batch):
+        """Next-token labels; prompt weights (if any) narrow what is graded."""
+        labels, weights = next_token_targets(batch[F.TOKEN_IDS], batch[F.PADDING_MASK],
+                                             batch.get(F.SEGMENT_IDS))
+        if F.LOSS_WEIGHTS in batch:
+            weights = weights * batch[F.LOSS_WEIGHTS]
+        return {**batch, F.LABELS: labels, F.LOSS_WEIGHTS: weights}
+
+    def batches(self, documents, batch_size, training):
+        if not self.config.data.pack:
+            rows = documents.batch(batch_size, drop_remainder=True)
+            return rows.map(lambda b: self._graded(self._documents(b)),
+                            num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+        keys = (F.TOKEN_IDS,) + ((F.LOSS_WEIGHTS,) if self.prompt is not None else ())
+
+        def ragged(batch):
+            rows = self._documents(batch)
+            return {k: tf.ragged.boolean_mask(rows[k], rows[F.PADDING_MASK]) for k in keys}
+
+        rows = documents.batch(256).map(ragged, num_parallel_calls=AUTOTUNE).unbatch()
+        rows = pack(rows, self.config.data.sequence_length, keys=keys)
+        return rows.batch(batch_size, drop_remainder=True).map(self._graded).prefetch(AUTOTUNE)
+
+    def input_keys(self):
+        packed = [F.SEGMENT_IDS, F.POSITION_IDS] if self.config.data.pack else []
+        return [F.TOKEN_IDS, F.PADDING_MASK] + packed
+
+    def split_batch(self, batch):
+        return ({k: batch[k] for k in self.input_keys()}, batch[F.LABELS],
+                batch[F.LOSS_WEIGHTS])
+
+    def build_model(self, dtype):
+        kwargs = encoder_kwargs(self.config, self.tokenizer)
+        kwargs.pop("normalize_first")
+        return CausalLMModel(**kwargs, packed=self.config.data.pack, dtype=dtype)
+
+    def continue_text(self, model, text, sampler="greedy", num_beams=4):
+        """The text generated after `text` (up to [SEP] or the length limit)."""
+        import numpy as np
+
+        length = self.config.data.sequence_length
+        rows = self.tokenizer.encode([text], length, framing="none")
+        prompt_length = int(np.sum(rows[F.PADDING_MASK]))
+        output = model.generate(rows[F.TOKEN_IDS], np.array([prompt_length]), max_length=length,
+                                sampler=sampler, num_beams=num_beams,
+                                stop_token_ids=[self.tokenizer.sep_id])
+        new = [int(t) for t in np.asarray(output)[0][prompt_length:]]
+        sep = self.tokenizer.sep_id
+        new = new[: new.index(sep)] if sep in new else new
+        return self.tokenizer.detokenize([new]).numpy()[0].decode("utf-8")
+
+    def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
+        return [self.continue_text(model, text, sampler, num_beams)]

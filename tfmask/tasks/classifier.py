@@ -1,0 +1,106 @@
+"""The classifier family: an encoder fine-tuned to label whole texts.
+
+Inputs are masked only when the config asks:
+- `term`: nuisance terms and patterns (names, ages, a reviewer tag) are
+  hidden in training, evaluation *and* prediction, so the model never sees
+  them anywhere;
+- `random`, `whole_word`, `span`: input noise (masked-token dropout) in
+  training only; evaluation and prediction see the clean text.
+"""
+
+import tensorflow as tf
+
+from tfmask.data import features as F
+from tfmask.data import masking as M
+from tfmask.data.pipeline import text_pipeline
+from tfmask.errors import ConfigError
+from tfmask.models import ClassifierModel
+from tfmask.models.pretrained import from_pretrained, pretrained_directory
+from tfmask.tasks.base import Task, softmax
+from tfmask.tasks.mlm import encoder_kwargs, mlm_strategy
+from tfmask.training.config import padding_free
+
+NOISE = ("random", "whole_word", "span")
+
+
+class ClassifierTask(Task):
+    family = "classifier"
+    strategies = ("none", "term") + NOISE
+    refusal_hint = ("entity masking needs word-level tags, which classification corpora lack "
+                    "(mask names with term and masking.terms / patterns)")
+    token_level = False
+    supports_pretrained = True
+
+    @classmethod
+    def validate(cls, config):
+        if config.model.num_classes < 2:
+            raise ConfigError(f"model.num_classes={config.model.num_classes} must be >= 2 "
+                              "for a classifier.")
+        masking = config.masking
+        if masking.strategy == "term" and not (masking.terms or masking.patterns):
+            raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
+
+    def __init__(self, config, tokenizer=None, vocabulary_path=None):
+        super().__init__(config, tokenizer, vocabulary_path)
+        masking, tokenizer = config.masking, self.tokenizer
+        self.always, self.training_only = [], []
+        if masking.strategy == "term":
+            self.always.append(M.TermMasking(
+                terms=masking.terms, patterns=masking.patterns,
+                replacement=masking.term_replacement, mask_token_id=tokenizer.mask_id,
+                vocabulary_size=tokenizer.vocabulary_size,
+                special_token_ids=tokenizer.special_token_ids(), pad_id=tokenizer.pad_id))
+        elif masking.strategy in NOISE:
+            self.training_only.append(mlm_strategy(masking, tokenizer))
+
+    def _text_key(self):
+        return self.config.data.words_key or self.config.data.text_key
+
+    def batches(self, documents, batch_size, training):
+        data = self.config.data
+        key = self._text_key()
+        documents = documents.map(lambda x: {key: x[key], F.LABELS: x[data.label_key]})
+        strategies = self.always + (self.training_only if training else [])
+        return text_pipeline(documents, self.tokenizer, data.sequence_length, batch_size,
+                             strategies=strategies, seed=self.config.train.seed,
+                             dynamic=training, text_key=data.text_key,
+                             words_key=data.words_key)
+
+    def split_batch(self, batch):
+        return ({F.TOKEN_IDS: batch[F.TOKEN_IDS], F.PADDING_MASK: batch[F.PADDING_MASK]},
+                batch[F.LABELS], None)
+
+    def build_model(self, dtype):
+        config = self.config
+        common = dict(num_classes=config.model.num_classes, pooling=config.model.pooling,
+                      padding_free=padding_free(config), dtype=dtype)
+        if config.model.pretrained:
+            model, _ = from_pretrained(ClassifierModel,
+                                       pretrained_directory(config.model.pretrained),
+                                       dropout=config.model.dropout, **common)
+            return model
+        return ClassifierModel(**encoder_kwargs(config, self.tokenizer), **common)
+
+    # ------------------------------------------------------------ prediction
+    def model_inputs(self, texts):
+        """Raw texts -> model inputs through the evaluation pipeline (term
+        masking included), so what is predicted is what was trained."""
+        data = self.config.data
+        documents = tf.data.Dataset.from_tensor_slices(
+            {data.text_key: tf.constant(texts), data.label_key: tf.zeros(len(texts), tf.int32)})
+        saved = data.words_key
+        if saved:  # prediction takes raw text, not pre-segmented words
+            raise ValueError("predict takes raw text; this run was trained on data.words_key="
+                             f"{saved!r} (pre-segmented words).")
+        batch = next(iter(self.batches(documents, len(texts), training=False)))
+        return self.split_batch(batch)[0]
+
+    def classify(self, model, text):
+        """Class probabilities of one text."""
+        import numpy as np
+
+        logits = np.asarray(model(self.model_inputs([text])))[0]
+        return softmax(logits).tolist()
+
+    def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
+        return [" ".join(f"class {i}: {p:.3f}" for i, p in enumerate(self.classify(model, text)))]

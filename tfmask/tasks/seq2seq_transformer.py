@@ -1,0 +1,134 @@
+"""The encoder-decoder Transformer family: translation or T5 span corruption.
+
+- `none`: translation pairs (`data.source_key` -> `data.target_key`), both
+  sides framed as text [SEP] (the end-of-sequence token); BLEU of greedy
+  translations with `train.generate_examples`.
+- `span_corruption`: T5 denoising pre-training on `data.text_key`.
+
+Decoder inputs are the targets shifted right behind the start token
+([CLS]); the targets' padding mask is the decoder's (`tfmask.data.targets`).
+"""
+
+import tensorflow as tf
+
+from tfmask.data import features as F
+from tfmask.data import masking as M
+from tfmask.data.pipeline import text_pipeline
+from tfmask.data.targets import decoder_inputs
+from tfmask.models import Seq2SeqTransformerModel
+from tfmask.models.seq2seq import SEQ2SEQ_INPUTS
+from tfmask.tasks.base import AUTOTUNE, Task, load_documents
+from tfmask.tasks.mlm import encoder_kwargs
+
+
+class Seq2SeqTransformerTask(Task):
+    family = "seq2seq_transformer"
+    strategies = ("none", "span_corruption")
+    refusal_hint = "denoise the source with span_corruption (T5)"
+    generates = True
+
+    @classmethod
+    def vocabulary_keys(cls, config):
+        if config.masking.strategy == "span_corruption":
+            return [config.data.text_key]
+        return [config.data.source_key, config.data.target_key]
+
+    def __init__(self, config, tokenizer=None, vocabulary_path=None):
+        super().__init__(config, tokenizer, vocabulary_path)
+        data, masking, tokenizer = config.data, config.masking, self.tokenizer
+        self.start_id = tokenizer.cls_id
+        self.corrupt = None
+        self.target_length = data.target_length
+        if masking.strategy == "span_corruption":
+            _, self.target_length = M.span_corruption_lengths(
+                data.sequence_length, masking.noise_density, masking.mean_noise_span_length)
+            self.corrupt = M.SpanCorruption(
+                tokenizer.sentinel_ids(min(100, data.sequence_length)), data.sequence_length,
+                self.target_length, noise_density=masking.noise_density,
+                mean_noise_span_length=masking.mean_noise_span_length,
+                eos_id=tokenizer.sep_id, decoder_start_id=self.start_id, pad_id=tokenizer.pad_id)
+
+    @property
+    def tokens_per_batch(self):
+        data = self.config.data
+        return data.batch_size * (data.sequence_length + self.target_length)
+
+    def batches(self, documents, batch_size, training):
+        data = self.config.data
+        if self.corrupt is not None:
+            # The text itself, no [CLS]/[SEP]; one slot kept for the EOS that
+            # span corruption appends.
+            return text_pipeline(documents.map(lambda x: {data.text_key: x[data.text_key]}),
+                                 self.tokenizer, data.sequence_length, batch_size,
+                                 strategies=[self.corrupt], seed=self.config.train.seed,
+                                 dynamic=training, text_key=data.text_key, framing="none",
+                                 reserve=1)
+        pairs = documents.batch(batch_size, drop_remainder=True)
+        return pairs.map(self.translation_pair, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+    def encode_sources(self, texts):
+        """Source texts [B] -> (token_ids, padding_mask), framed as text [SEP]."""
+        rows = self.tokenizer.encode(texts, self.config.data.sequence_length, framing="eos")
+        return rows[F.TOKEN_IDS], rows[F.PADDING_MASK]
+
+    def translation_pair(self, batch):
+        data = self.config.data
+        source, source_mask = self.encode_sources(batch[data.source_key])
+        target = self.tokenizer.encode(batch[data.target_key], data.target_length, framing="eos")
+        return {F.TOKEN_IDS: source, F.PADDING_MASK: source_mask,
+                F.TARGETS: target[F.TOKEN_IDS],
+                F.DECODER_TOKEN_IDS: decoder_inputs(target[F.TOKEN_IDS], self.start_id),
+                F.DECODER_PADDING_MASK: target[F.PADDING_MASK]}
+
+    def split_batch(self, batch):
+        return ({k: batch[k] for k in SEQ2SEQ_INPUTS}, batch[F.TARGETS],
+                tf.cast(batch[F.DECODER_PADDING_MASK], tf.float32))
+
+    def build_model(self, dtype):
+        config = self.config
+        kwargs = encoder_kwargs(config, self.tokenizer)
+        kwargs.pop("normalize_first")
+        kwargs["max_length"] = max(config.data.sequence_length, self.target_length)
+        return Seq2SeqTransformerModel(decoder_num_layers=config.model.decoder_num_layers,
+                                       normalize_first=True, **kwargs, dtype=dtype)
+
+    # ------------------------------------------------------------ generation
+    def translate(self, model, texts, sampler="greedy", num_beams=4):
+        """Texts -> generated texts (up to the first [SEP])."""
+        import numpy as np
+
+        source, mask = self.encode_sources(texts)
+        output = model.generate(source, mask, max_length=self.target_length + 1,
+                                start_id=self.start_id, sampler=sampler, num_beams=num_beams,
+                                stop_token_ids=[self.tokenizer.sep_id])
+        return [self._text(row[1:]) for row in np.asarray(output)]
+
+    def _text(self, ids):
+        ids = [int(t) for t in ids]
+        sep = self.tokenizer.sep_id
+        ids = ids[: ids.index(sep)] if sep in ids else ids
+        return self.tokenizer.detokenize([ids]).numpy()[0].decode("utf-8")
+
+    def extra_evaluation(self, model):
+        count = self.config.train.generate_examples
+        if not count or self.corrupt is not None:
+            return {}
+        return {"eval_bleu": self.corpus_bleu(model, count)}
+
+    def corpus_bleu(self, model, count, sampler="greedy"):
+        """sacreBLEU of translations of the first `count` evaluation pairs."""
+        import sacrebleu
+
+        data = self.config.data
+        pairs = load_documents(self.config, data.eval_split).take(count)
+        hypotheses, references = [], []
+        for batch in pairs.batch(64):
+            hypotheses += self.translate(model, batch[data.source_key], sampler)
+            # References through the same normalisation as the hypotheses (lower
+            # case, accents, punctuation split), so BLEU compares like with like.
+            words = self.tokenizer.tokenize(batch[data.target_key])[F.WORDS].to_list()
+            references += [" ".join(w.decode("utf-8") for w in row) for row in words]
+        return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
+
+    def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
+        return self.translate(model, [text], sampler, num_beams)
