@@ -55,8 +55,10 @@ def ragged_batches(num_batches, seed=0):
 
 
 def densify(batch):
-    return {k: v.to_tensor(default_value=PAD if k == F.TOKEN_IDS else -1, shape=[BATCH, LENGTH])
-            for k, v in batch.items()}
+    dense = {k: v.to_tensor(default_value=PAD if k == F.TOKEN_IDS else -1, shape=[BATCH, LENGTH])
+             for k, v in batch.items()}
+    dense[F.PADDING_MASK] = tf.sequence_mask(batch[F.TOKEN_IDS].row_lengths(), LENGTH)
+    return dense
 
 
 def tfmask_contender(cls):
@@ -147,7 +149,7 @@ def trainer_input(corpus, pack, strategy="random"):
     """An endless iterator over the trainer's own MLM batches of `corpus`, in
     the training benchmark's shape (32 x 128, vocabulary 8192)."""
     from benchmarks.train_throughput import corpus_config
-    from tfmask.training.tasks import build_task
+    from tfmask.tasks import build_task
 
     iterator = iter(build_task(corpus_config(corpus, pack, strategy)).train)
     for _ in range(5):  # fill the shuffle buffer, start the parallel maps

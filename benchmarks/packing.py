@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 from benchmarks import train_throughput as mlm  # noqa: E402
 from benchmarks.common import print_table, race, ratio_cell, ratios, stats, warmed_runner  # noqa: E402,E501
 from tfmask.data import features as F  # noqa: E402
-from tfmask.training.tasks import build_task  # noqa: E402
+from tfmask.tasks import build_task  # noqa: E402
 
 
 def corpus_batches(corpus, pack, steps):
@@ -39,7 +39,7 @@ def corpus_batches(corpus, pack, steps):
     task = build_task(mlm.corpus_config(corpus, pack))
     batches = [{k: tf.constant(v) for k, v in batch.items()}
                for batch in task.train.take(steps).as_numpy_iterator()]
-    return batches, task.tokenizer.vocabulary_size, task.tokenizer.pad_id
+    return batches, task.tokenizer.vocabulary_size
 
 
 def useful_tokens(batch):
@@ -53,13 +53,12 @@ def _runner(step, batches):
 
 def run_packing(corpus="rotten_tomatoes", rounds=5, steps=5, precision="float32"):
     keras.utils.set_random_seed(0)
-    padded, vocabulary_size, pad_id = corpus_batches(corpus, False, steps)
-    packed, _, _ = corpus_batches(corpus, True, steps)
+    padded, vocabulary_size = corpus_batches(corpus, False, steps)
+    packed, _ = corpus_batches(corpus, True, steps)
 
     def tfmask(padding_free, is_packed=False):
-        model = mlm.tfmask_model(precision, padding_free, vocabulary_size, packed=is_packed,
-                                 pad_id=pad_id)
-        keys = [F.TOKEN_IDS, F.MASK_POSITIONS] + ([F.SEGMENT_IDS, F.POSITION_IDS]
+        model = mlm.tfmask_model(precision, padding_free, vocabulary_size, packed=is_packed)
+        keys = [F.TOKEN_IDS, F.PADDING_MASK, F.MASK_POSITIONS] + ([F.SEGMENT_IDS, F.POSITION_IDS]
                                                   if is_packed else [])
         return mlm.make_step(model, lambda b: {k: b[k] for k in keys}, precision, False)
 

@@ -65,15 +65,16 @@ def masked_batches(count, seed=0):
     strategy = RandomTokenMasking(VOCAB, 4, max_predictions=PREDICTIONS, special_token_ids=range(10))
     batches = []
     for i in range(count):
-        out = strategy({"token_ids": rows[i * BATCH:(i + 1) * BATCH]}, seed=[seed, i])
+        part = rows[i * BATCH:(i + 1) * BATCH]
+        out = strategy({"token_ids": part, "padding_mask": part != 0}, seed=[seed, i])
         batches.append({k: tf.constant(v) for k, v in out.items()})
     return batches
 
 
-def tfmask_model(dtype, padding_free=True, vocabulary_size=VOCAB, packed=False, pad_id=0):
+def tfmask_model(dtype, padding_free=True, vocabulary_size=VOCAB, packed=False):
     return MaskedLMModel(vocabulary_size, LAYERS, HEADS, HIDDEN, FFN, SEQ, dropout=0.1,
                          max_predictions=PREDICTIONS, packed=packed, padding_free=padding_free,
-                         pad_id=pad_id, dtype=dtype)
+                         dtype=dtype)
 
 
 def keras_hub_model(dtype, vocabulary_size=VOCAB):
@@ -85,7 +86,8 @@ def keras_hub_model(dtype, vocabulary_size=VOCAB):
 
 
 def tfmask_inputs(batch):
-    return {"token_ids": batch["token_ids"], "mask_positions": batch["mask_positions"]}
+    return {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"],
+            "mask_positions": batch["mask_positions"]}
 
 
 def keras_hub_inputs(batch):

@@ -3,3 +3,23 @@
 
 class ConfigError(ValueError):
     """A bad configuration; the message is one line naming the key and the fix."""
+
+
+class RunError(ValueError):
+    """A run that cannot start or go on (a locked folder, no data, ...): one line."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient became NaN/Inf; nothing was saved from that step on."""
+
+
+class Interrupted(RuntimeError):
+    """SIGTERM or SIGINT: a checkpoint was saved at the step boundary."""
+
+    def __init__(self, signal_number, step):
+        import signal
+
+        self.signal_number = signal_number
+        self.step = step
+        super().__init__(f"stopped by {signal.Signals(signal_number).name} at step {step}; "
+                         "a checkpoint was saved: rerun the same command to resume.")

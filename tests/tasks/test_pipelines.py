@@ -39,5 +39,6 @@ def test_evaluation_for_another_split():
 def test_static_masking_is_for_masked_lm_only():
     from tfmask.training.config import ConfigError
 
-    with pytest.raises(ConfigError, match="static masking"):
+    with pytest.raises(ConfigError, match="model.family=classifier does not use "
+                                          "masking.dynamic=false; remove it"):
         config_from_dict(tiny_config("classifier", masking={"dynamic": False}))

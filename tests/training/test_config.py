@@ -33,7 +33,9 @@ def with_(section, **values):
     (with_("data", name="file:/no/such/{split}.jsonl"), r"'/no/such/train.jsonl', which does not"),
     (with_("model", family="gpt"), r"model.family='gpt' is not one of"),
     (with_("runtime", precision="fp8"), r"runtime.precision='fp8' is not one of"),
-    (with_("masking", strategy="term"), r"model.family=mlm needs a masked-LM strategy"),
+    (with_("masking", strategy="term"), r"model.family=mlm does not support masking.strategy="
+     r"term \(a masked LM needs tokens to predict\); supported: random, whole_word, span, "
+     r"entity\."),
     (with_("data", batch_size=0), r"data.batch_size=0 must be > 0"),
     (with_("schedule", warmup_steps=5000), r"warmup_steps=5000 exceeds train.steps=1000"),
     (with_("data", vocabulary="pretrained"), r"data.vocabulary=pretrained needs model.pretrained"),

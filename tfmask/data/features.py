@@ -10,7 +10,7 @@ P `max_predictions`, T target length. Masks are bool, True = real / kept.
 | `words`           | string  | [B, None] ragged | words after basic tokenization (lower-cased if the tokenizer is) |
 | `token_ids`       | int32   | [B, S] | token ids, after masking if a strategy ran; 0-padded |
 | `word_ids`        | int32   | [B, S] | index of the word each token belongs to, -1 for special tokens and padding |
-| `padding_mask`    | bool    | [B, S] | True at real tokens |
+| `padding_mask`    | bool    | [B, S] | True at real tokens; emitted once, by the tokenizer's framing or `pack`, and read by everything downstream (strategies, models) |
 | `segment_ids`     | int32   | [B, S] | packed-document id per token, 1, 2, ...; 0 = padding |
 | `position_ids`    | int32   | [B, S] | position inside its own document (restarts per packed document) |
 | `token_type_ids`  | int32   | [B, S] | BERT sentence A/B type |
@@ -18,13 +18,13 @@ P `max_predictions`, T target length. Masks are bool, True = real / kept.
 | `mask_positions`  | int32   | [B, P] | positions chosen by an MLM strategy (ascending; padded with 0) |
 | `mask_ids`        | int32   | [B, P] | original token ids at `mask_positions` (the labels) |
 | `mask_weights`    | float32 | [B, P] | 1 for real predictions, 0 for padding entries |
-| `labels`          | int32   | [B, S] or [B] | next-token targets (causal LM) or class labels |
+| `labels`          | int32   | [B, S] or [B] | next-token targets (causal LM, `tfmask.data.targets`) or class labels |
 | `loss_weights`    | float32 | [B, S] | per-token loss weights (0 on prompt tokens and padding) |
 | `decoder_token_ids` | int32 | [B, T] | decoder inputs (targets shifted right) for encoder-decoder models |
-| `decoder_padding_mask` | bool | [B, T] | True at real decoder positions |
+| `decoder_padding_mask` | bool | [B, T] | True at real decoder positions (position 0, the start token, included) |
 | `targets`         | int32   | [B, T] | decoder targets (span corruption, translation) |
 | `feature_mask`    | bool    | like the input | dense feature masks: True = kept, Y = M * X |
-| `term_mask`       | bool    | [B, S] | True where `TermMasking` replaced a nuisance term |
+| `term_mask`       | bool    | [B, S] | False where `TermMasking` replaced a nuisance term (True = kept) |
 | `truncated`       | bool    | [B]    | True where tokenization cut a document to fit |
 
 MLM strategies follow keras-hub's output convention (`token_ids`,

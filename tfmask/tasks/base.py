@@ -77,10 +77,10 @@ class Task(abc.ABC):
         """Every family-level check; raises ConfigError before any work."""
         model, data, masking = config.model, config.data, config.masking
         if masking.strategy not in cls.strategies:
+            hint = f" ({cls.refusal_hint})" if cls.refusal_hint else ""
             raise ConfigError(
                 f"model.family={cls.family} does not support masking.strategy="
-                f"{masking.strategy}; supported: {', '.join(cls.strategies)}"
-                f"{'. ' + cls.refusal_hint if cls.refusal_hint else ''}.")
+                f"{masking.strategy}{hint}; supported: {', '.join(cls.strategies)}.")
         for setting, supported, key in (
                 (data.pack, cls.supports_packing, "data.pack=true"),
                 (model.pretrained, cls.supports_pretrained, f"model.pretrained={model.pretrained}"),

@@ -140,7 +140,10 @@ class RuntimeConfig:
     tpu: str = ""  # tpu: name or address for TPUClusterResolver
     jit_compile: bool = False  # XLA-compile the step function (the input iterator stays out)
     steps_per_execution: int = 1  # training steps per host call (the usual TPU setting)
-    checkpoint_every: int = 0  # 0 = only at the end
+    checkpoint_every: int = 0  # every N steps too; 0 = by time (checkpoint_seconds) and at the end
+    # Save at least this often (seconds of wall time), so a preempted run loses
+    # minutes; null = 600 on one host, off for multi_worker / tpu; 0 = off.
+    checkpoint_seconds: Optional[float] = None
     keep_checkpoints: int = 3
     output_dir: str = ""
     export: bool = True  # export/model.keras + vocab.txt at the end
@@ -235,8 +238,55 @@ def _check_dataset_names(names):
             raise ConfigError(f"data.name={name!r} is not a known dataset; {hint}")
 
 
-def validate(config):
-    """Cross-field checks; raises ConfigError naming the key and the fix."""
+def _below_one(key, value):
+    if not 0 <= value < 1:
+        raise ConfigError(f"{key}={value} must be in [0, 1); Adam's moment decay is below 1.")
+
+
+def _check_numbers(config):
+    """Every numeric setting of the optimizer, schedule, training and runtime."""
+    opt, schedule, train, runtime = (config.optimizer, config.schedule, config.train,
+                                     config.runtime)
+    _positive("optimizer.learning_rate", opt.learning_rate)
+    _positive("optimizer.weight_decay", opt.weight_decay, allow_zero=True)
+    _below_one("optimizer.beta_1", opt.beta_1)
+    _below_one("optimizer.beta_2", opt.beta_2)
+    _positive("optimizer.epsilon", opt.epsilon)
+    if opt.clipnorm is not None and opt.clipnorm <= 0:
+        raise ConfigError(f"optimizer.clipnorm={opt.clipnorm} must be > 0 (a negative norm "
+                          "reverses the gradient); set null for no clipping.")
+    _positive("schedule.warmup_steps", schedule.warmup_steps, allow_zero=True)
+    _fraction("schedule.final_fraction", schedule.final_fraction)
+    _positive("train.steps", train.steps)
+    _positive("train.log_every", train.log_every)
+    _positive("train.eval_every", train.eval_every, allow_zero=True)
+    if train.eval_batches < 1:
+        raise ConfigError(f"train.eval_batches={train.eval_batches} must be >= 1: a run always "
+                          "reports a real evaluation.")
+    _positive("train.generate_examples", train.generate_examples, allow_zero=True)
+    _positive("train.max_seconds", train.max_seconds, allow_zero=True)
+    _positive("data.shuffle_buffer", config.data.shuffle_buffer, allow_zero=True)
+    _positive("masking.max_predictions", config.masking.max_predictions)
+    if config.masking.mean_noise_span_length < 1:
+        raise ConfigError(f"masking.mean_noise_span_length={config.masking.mean_noise_span_length}"
+                          " must be >= 1 (tokens per span).")
+    _positive("runtime.checkpoint_every", runtime.checkpoint_every, allow_zero=True)
+    _positive("runtime.keep_checkpoints", runtime.keep_checkpoints)
+    _positive("runtime.num_devices", runtime.num_devices, allow_zero=True)
+    if runtime.checkpoint_seconds is not None:
+        _positive("runtime.checkpoint_seconds", runtime.checkpoint_seconds, allow_zero=True)
+        if runtime.checkpoint_seconds and runtime.strategy in ("multi_worker", "tpu"):
+            raise ConfigError("runtime.checkpoint_seconds would make workers save at different "
+                              "steps; use runtime.checkpoint_every with multi_worker or tpu.")
+    for split in train.extra_eval_splits:
+        if not isinstance(split, str) or not split:
+            raise ConfigError(f"train.extra_eval_splits holds {split!r}; list split names.")
+
+
+def validate(config, check_data=True):
+    """Cross-field checks; raises ConfigError naming the key and the fix.
+    `check_data=False` skips checking that the data source exists (a trained
+    run predicts without its data)."""
     from tfmask.tasks import STRATEGIES, TASKS
 
     model, data, masking = config.model, config.data, config.masking
@@ -255,7 +305,8 @@ def validate(config):
     if not data.name:
         raise ConfigError("data.name is empty; set a dataset name (see "
                           "`python -m tfmask.datasets list`), tfds:NAME or file:PATH.")
-    _check_dataset_names(data.name)
+    if check_data:
+        _check_dataset_names(data.name)
     if model.pretrained is None and model.hidden_dim % model.num_heads:
         raise ConfigError(
             f"model.num_heads={model.num_heads} does not divide model.hidden_dim="
@@ -284,9 +335,7 @@ def validate(config):
         raise ConfigError(f"model.pretrained={model.pretrained!r} is neither minilm, a folder "
                           "with a Hugging Face BERT config.json, nor a tfmask run with "
                           "export/model.keras; fix the path.")
-    _positive("optimizer.learning_rate", config.optimizer.learning_rate)
-    _positive("train.steps", config.train.steps)
-    _positive("train.max_seconds", config.train.max_seconds, allow_zero=True)
+    _check_numbers(config)
     if config.train.max_seconds and config.runtime.strategy in ("multi_worker", "tpu"):
         raise ConfigError("train.max_seconds would stop workers at different steps; use "
                           "train.steps with runtime.strategy=multi_worker or tpu.")
@@ -311,8 +360,8 @@ def padding_free(config):
     return not (config.runtime.jit_compile or config.runtime.strategy == "tpu")
 
 
-def config_from_dict(values):
-    return validate(_section_from_dict(Config, values or {}, ""))
+def config_from_dict(values, check_data=True):
+    return validate(_section_from_dict(Config, values or {}, ""), check_data)
 
 
 def apply_overrides(values, overrides):
@@ -325,22 +374,36 @@ def apply_overrides(values, overrides):
         parts = key.strip().split(".")
         if len(parts) != 2:
             raise ConfigError(f"--set {key!r} must name section.key, e.g. model.num_layers.")
-        section = dict(values.get(parts[0]) or {})
-        section[parts[1]] = yaml.safe_load(raw)
+        section = values.get(parts[0]) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"--set {key}: section {parts[0]} is not a mapping in the config.")
+        section = dict(section)
+        try:
+            section[parts[1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {override!r}: the value is not valid YAML "
+                              f"({str(error).splitlines()[0]}); quote it or fix it.") from None
         values[parts[0]] = section
     return values
 
 
-def load_config(path, overrides=()):
+def load_config(path, overrides=(), check_data=True):
     """Reads a YAML config, applies `--set` overrides, validates."""
     try:
         with open(path, encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
     except FileNotFoundError:
         raise ConfigError(f"Config file {path} does not exist; see configs/ for examples.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"Config {path} is a folder; pass a YAML file.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Config {path} is not UTF-8 text; pass a YAML file.") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
-    return config_from_dict(apply_overrides(values, overrides))
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must be a mapping of sections (model:, data:, ...), "
+                          f"not a {type(values).__name__}.")
+    return config_from_dict(apply_overrides(values, overrides), check_data)
 
 
 def config_to_dict(config):
@@ -348,6 +411,8 @@ def config_to_dict(config):
 
 
 def save_config(config, path):
-    """Writes the resolved config (every default made explicit) as YAML."""
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
+    """Writes the resolved config (every default made explicit) as YAML,
+    atomically: a crash leaves the old file or the new one, never half."""
+    from tfmask.training.run_folder import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

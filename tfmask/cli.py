@@ -1,0 +1,62 @@
+"""How tfmask's command lines report failures: one line, a fixed exit code.
+
+    error: <what is wrong and how to fix it>        exit 2  (a user mistake)
+    error: <what happened and what to try>          exit 1  (the run failed: NaN, ...)
+    stopped by SIGTERM at step N; ...               exit 128 + signal (checkpoint saved)
+
+`--debug` re-raises, showing the traceback. TensorFlow errors raised while
+reading data (a bad JSONL line, invalid UTF-8, a label out of range) carry
+tfmask's message inside a long op trace: only that message is printed.
+"""
+
+import sys
+
+USER_ERROR, RUN_FAILED = 2, 1
+
+
+def tensorflow_message(error):
+    """The first meaningful line of a TensorFlow op error's message."""
+    text = getattr(error, "message", None) or str(error)
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("assertion failed:"):
+            line = line[len("assertion failed:"):].strip()
+        line = line.strip("[] ")
+        if line and not line.startswith(("Traceback", "File ", "Node:", "{{")):
+            return line.split("\t")[0]
+    return text.strip()
+
+
+def report(function, debug=False):
+    """Runs `function()`; returns its exit code, or the code of its failure
+    after printing one line to stderr."""
+    import tensorflow as tf
+
+    from tfmask.errors import Interrupted, TrainingDiverged
+
+    try:
+        return function() or 0
+    except Interrupted as stop:
+        print(str(stop), file=sys.stderr)
+        return 128 + stop.signal_number
+    except Exception as error:  # noqa: BLE001 (the one place errors become lines)
+        if debug:
+            raise
+        if isinstance(error, TrainingDiverged):
+            code, text = RUN_FAILED, str(error)
+        elif isinstance(error, (ValueError, FileNotFoundError, KeyError, TypeError)):
+            code, text = USER_ERROR, str(error).strip("'\"")
+        elif isinstance(error, tf.errors.OpError):
+            code, text = USER_ERROR, tensorflow_message(error)
+        elif isinstance(error, OSError):
+            where = f" {error.filename}" if getattr(error, "filename", None) else ""
+            code, text = USER_ERROR, f"cannot use{where}: {error.strerror or error}; check the " \
+                                     "path, its permissions and the free disk space"
+        elif isinstance(error, StopIteration):
+            code, text = USER_ERROR, "the data ran out before a single batch; check data.name " \
+                                     "and its splits"
+        else:
+            raise
+        line = " ".join(text.split())
+        print(f"error: {line} (--debug shows where)", file=sys.stderr)
+        return code
