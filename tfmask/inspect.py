@@ -131,21 +131,23 @@ def inspect(config_path, overrides=(), output_dir=None, rows=4):
     return tokens_png, masks_png
 
 
+flags.DEFINE_bool("debug", False, "Show the full traceback of a failure.")
+
+
 def main(argv):
-    from tfmask.training.config import ConfigError
+    from tfmask.cli import USER_ERROR, report
 
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.config:
         print("error: --config is required.", file=sys.stderr)
-        return 2
-    try:
+        return USER_ERROR
+
+    def draw():
         for path in inspect(FLAGS.config, FLAGS.set, FLAGS.output_dir, FLAGS.rows):
             print(f"wrote {path}")
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return report(draw, FLAGS.debug)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ class Predictor:
             raise FileNotFoundError(
                 f"{run_dir} has no export/model.keras; train it with python -m tfmask.train "
                 "(runtime.export: true) first.")
-        self.config = load_config(os.path.join(run_dir, "config.yaml"))
+        # The run's data may have moved since: prediction needs only the run folder.
+        self.config = load_config(os.path.join(run_dir, "config.yaml"), check_data=False)
         vocabulary = os.path.join(export, "vocab.txt")
         self.tokenizer = WordPieceTokenizer(vocabulary, lowercase=self.config.data.lowercase)
         self.task = TASKS.get(self.config.model.family)(self.config, self.tokenizer, vocabulary)
@@ -59,21 +60,25 @@ class Predictor:
                                  num_beams=num_beams)
 
 
+flags.DEFINE_bool("debug", False, "Show the full traceback of a failure.")
+
+
 def main(argv):
+    from tfmask.cli import USER_ERROR, report
+
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.run or not FLAGS.text:
         print("error: --run and --text are required.", file=sys.stderr)
-        return 2
-    try:
+        return USER_ERROR
+
+    def predict():
         predictor = Predictor(FLAGS.run)
         for text in FLAGS.text:
             for line in predictor.predict(text, FLAGS.top_k, FLAGS.sampler, FLAGS.num_beams):
                 print(line)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return report(predict, FLAGS.debug)
 
 
 if __name__ == "__main__":

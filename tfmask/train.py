@@ -7,7 +7,10 @@ Writes into the output folder: `config.yaml` (the resolved config),
 `checkpoints/` (every `runtime.checkpoint_every` steps, the last K kept),
 `metrics.jsonl`, TensorBoard `logs/`, and `export/` (model.keras,
 saved_model/, vocab.txt). Re-running the same command resumes from the last
-checkpoint. A bad config or flag is reported in one line, before any work.
+checkpoint (a changed model or data setting is refused), SIGTERM / Ctrl-C
+save a checkpoint first, and a NaN stops the run without exporting. A bad
+config, flag or data file is reported in one line (exit 2), before any work
+where it can be; `--debug` shows the traceback.
 """
 
 import os
@@ -20,11 +23,12 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_string("config", None, "YAML config file (see configs/).")
 flags.DEFINE_multi_string("set", [], "Override a config key: --set section.key=value.")
 flags.DEFINE_string("output_dir", None, "Run folder (default: runtime.output_dir or runs/NAME).")
-flags.DEFINE_bool("traceback", False, "Show the full traceback of a failure.")
+flags.DEFINE_bool("reexport", False, "Write export/ again although the run is finished.")
+flags.DEFINE_bool("debug", False, "Show the full traceback of a failure.")
 FLAGS = flags.FLAGS
 
 
-def run(config_path, overrides=(), output_dir=None, verbose=True):
+def run(config_path, overrides=(), output_dir=None, verbose=True, reexport=False):
     """Loads, validates and trains; returns (final metrics, output folder)."""
     from tfmask.training.config import load_config
     from tfmask.training.strategy import configure_cpu_devices
@@ -38,36 +42,60 @@ def run(config_path, overrides=(), output_dir=None, verbose=True):
 
         if not tf.config.list_physical_devices("GPU"):
             configure_cpu_devices(config.runtime.num_devices)
+    if verbose:
+        report_file_sources(config)
     trainer = Trainer(config, output_dir, verbose=verbose)
-    return trainer.fit(), output_dir
+    return trainer.fit(reexport=reexport), output_dir
+
+
+def report_file_sources(config):
+    """For `file:` sources: how many records were read, and how many were
+    dropped (empty, undecodable) or repaired (replaced bytes)."""
+    from tfmask import datasets
+
+    for name in config.data.name.split("+"):
+        if name.startswith("file:"):
+            documents = datasets.load(name, split="all", **config.data.dataset_options)
+            documents.reduce(0, lambda count, _: count + 1)
+            stats = getattr(documents, "stats", None)
+            if stats is not None:
+                print(f"{name}: {stats}")
+
+
+def cli(argv):
+    """Runs the command line `argv` (without the program name) in this
+    process; returns the exit code (see `tfmask.cli`)."""
+    from tfmask.cli import USER_ERROR
+
+    FLAGS.unparse_flags()
+    try:
+        FLAGS(["tfmask.train"] + list(argv))
+    except flags.Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USER_ERROR
+    return main([])
 
 
 def main(argv):
     from absl import logging
 
-    from tfmask.training.config import ConfigError
+    from tfmask.cli import USER_ERROR, report
 
     logging.set_verbosity(logging.WARNING)  # checkpoint/export INFO lines drown the progress bar
-
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.config:
         print("error: --config is required, e.g. --config configs/mlm_austen_wordnet.yaml",
               file=sys.stderr)
-        return 2
-    try:
-        results, output_dir = run(FLAGS.config, FLAGS.set, FLAGS.output_dir)
-    except (ConfigError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:  # data / model problems that tfmask names
-        if FLAGS.traceback:
-            raise
-        print(f"error: {error} (--traceback shows where)", file=sys.stderr)
-        return 2
-    print("final: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
-    print(f"outputs in {output_dir}")
-    return 0
+        return USER_ERROR
+
+    def train():
+        results, output_dir = run(FLAGS.config, FLAGS.set, FLAGS.output_dir,
+                                  reexport=FLAGS.reexport)
+        print("final: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+        print(f"outputs in {output_dir}")
+
+    return report(train, FLAGS.debug)
 
 
 def entry_point():

@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from tfmask import datasets
-from tfmask.errors import ConfigError
+from tfmask.errors import ConfigError, RunError
 from tfmask.losses import weighted_crossentropy_sum
 from tfmask.metrics import MaskedAccuracy, MaskedPerplexity
 from tfmask.models.pretrained import (
@@ -147,6 +147,27 @@ class Task(abc.ABC):
             documents = documents.shuffle(WHOLE_SPLIT, seed=0, reshuffle_each_iteration=False)
         return documents
 
+    def required_features(self):
+        """config key -> the document feature this family reads through it."""
+        data = self.config.data
+        if data.words_key:
+            return {"data.words_key": data.words_key}
+        return {"data.text_key": data.text_key}
+
+    def check_documents(self, split):
+        """One line, before training, if `split` is empty or lacks a feature."""
+        data = self.config.data
+        where = f"data.name={data.name} split {split!r}"
+        documents = load_documents(self.config, split)
+        available = sorted(documents.element_spec)
+        for key, feature in self.required_features().items():
+            if feature not in available:
+                raise RunError(f"{where} has no feature {feature!r} ({key}); it has "
+                               f"{', '.join(available)}: set {key} to one of them.")
+        if not list(documents.take(1)):
+            raise RunError(f"{where} has no examples (empty, or every record was dropped); "
+                           "pick another split or fix the data.")
+
     @property
     def tokens_per_batch(self):
         """Tokens a training batch carries (for tokens/s)."""
@@ -220,8 +241,11 @@ def load_documents(config, split):
     A mixture keeps the features all its parts share. Finite splits are
     concatenated (evaluation sees every part in full)."""
     data = config.data
-    parts = [datasets.load(name, split=split, **data.dataset_options)
-             for name in data.name.split("+")]
+    try:
+        parts = [datasets.load(name, split=split, **data.dataset_options)
+                 for name in data.name.split("+")]
+    except TypeError as error:  # options a source does not take
+        raise ConfigError(f"data.dataset_options={data.dataset_options}: {error}") from None
     if len(parts) == 1:
         return parts[0]
     shared = set.intersection(*(set(p.element_spec) for p in parts))

@@ -59,7 +59,7 @@ class CausalLMTask(Task):
 
     def batches(self, documents, batch_size, training):
         if not self.config.data.pack:
-            rows = documents.batch(batch_size, drop_remainder=True)
+            rows = documents.batch(batch_size, drop_remainder=training)
             return rows.map(lambda b: self._graded(self._documents(b)),
                             num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
         keys = (F.TOKEN_IDS,) + ((F.LOSS_WEIGHTS,) if self.prompt is not None else ())
@@ -70,7 +70,8 @@ class CausalLMTask(Task):
 
         rows = documents.batch(256).map(ragged, num_parallel_calls=AUTOTUNE).unbatch()
         rows = pack(rows, self.config.data.sequence_length, keys=keys)
-        return rows.batch(batch_size, drop_remainder=True).map(self._graded).prefetch(AUTOTUNE)
+        return rows.batch(batch_size, drop_remainder=training).map(self._graded).prefetch(
+            AUTOTUNE)
 
     def input_keys(self):
         packed = [F.SEGMENT_IDS, F.POSITION_IDS] if self.config.data.pack else []
@@ -90,8 +91,16 @@ class CausalLMTask(Task):
         import numpy as np
 
         length = self.config.data.sequence_length
+        pieces = len(self.tokenizer.tokenize([text])[F.TOKEN_IDS].to_list()[0])
+        if not pieces:
+            raise ValueError("the prompt is empty; give --text the start of the text to "
+                             "continue.")
+        if pieces >= length:
+            raise ValueError(f"the prompt has {pieces} tokens, but this model reads at most "
+                             f"data.sequence_length={length} and needs room to continue; "
+                             "shorten it.")
         rows = self.tokenizer.encode([text], length, framing="none")
-        prompt_length = int(np.sum(rows[F.PADDING_MASK]))
+        prompt_length = pieces
         output = model.generate(rows[F.TOKEN_IDS], np.array([prompt_length]), max_length=length,
                                 sampler=sampler, num_beams=num_beams,
                                 stop_token_ids=[self.tokenizer.sep_id])

@@ -59,12 +59,28 @@ class ClassifierTask(Task):
     def batches(self, documents, batch_size, training):
         data = self.config.data
         key = self._text_key()
-        documents = documents.map(lambda x: {key: x[key], F.LABELS: x[data.label_key]})
+        documents = documents.map(lambda x: {key: x[key], F.LABELS: self._label(x)})
         strategies = self.always + (self.training_only if training else [])
+        # Evaluation keeps the last partial batch (drop_remainder=False).
         return text_pipeline(documents, self.tokenizer, data.sequence_length, batch_size,
                              strategies=strategies, seed=self.config.train.seed,
                              dynamic=training, text_key=data.text_key,
-                             words_key=data.words_key)
+                             words_key=data.words_key, drop_remainder=training)
+
+    def _label(self, document):
+        """The document's class, checked against model.num_classes."""
+        key, classes = self.config.data.label_key, self.config.model.num_classes
+        label = tf.cast(document[key], tf.int32)
+        check = tf.debugging.Assert(
+            (label >= 0) & (label < classes),
+            [f"data.label_key={key!r} holds a label outside [0, {classes}) "
+             f"(model.num_classes={classes}); set model.num_classes or fix the labels. Label:",
+             label])
+        with tf.control_dependencies([check]):
+            return tf.identity(label)
+
+    def required_features(self):
+        return {**super().required_features(), "data.label_key": self.config.data.label_key}
 
     def split_batch(self, batch):
         return ({F.TOKEN_IDS: batch[F.TOKEN_IDS], F.PADDING_MASK: batch[F.PADDING_MASK]},

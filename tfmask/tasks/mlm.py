@@ -69,7 +69,8 @@ class MaskedLMTask(Task):
             return self._packed(documents, batch_size, training)
         return text_pipeline(documents, self.tokenizer, data.sequence_length, batch_size,
                              strategies=[self.strategy], seed=self.config.train.seed,
-                             dynamic=training, words_key=data.words_key, text_key=data.text_key)
+                             dynamic=training, words_key=data.words_key, text_key=data.text_key,
+                             drop_remainder=training)
 
     def _packed(self, documents, batch_size, dynamic):
         """Documents -> [CLS] doc [SEP] rows -> packed rows -> batches -> masks.
@@ -87,7 +88,7 @@ class MaskedLMTask(Task):
 
         rows = documents.batch(256).map(tokenize, num_parallel_calls=AUTOTUNE).unbatch()
         packed = pack(rows, data.sequence_length, keys=keys)
-        packed = packed.batch(batch_size, drop_remainder=True)
+        packed = packed.batch(batch_size, drop_remainder=dynamic)
         return mask_dataset(packed, self.strategy, seed=self.config.train.seed, dynamic=dynamic)
 
     @property
@@ -140,13 +141,19 @@ class MaskedLMTask(Task):
                 ids.append(tokenizer.mask_id)
             if part.strip():
                 ids += tokenizer.tokenize([part])[F.TOKEN_IDS].to_list()[0]
-        rows = tokenizer.frame(tf.ragged.constant([ids], tf.int32),
-                               self.config.data.sequence_length)
+        wanted = ids.count(tokenizer.mask_id)
+        if not wanted:
+            raise ValueError("fill-mask needs at least one [MASK] in the text.")
+        length, width = self.config.data.sequence_length, self.config.masking.max_predictions
+        if wanted > width:
+            raise ValueError(f"the text has {wanted} [MASK]s; this model predicts at most "
+                             f"masking.max_predictions={width} per text: split the text.")
+        rows = tokenizer.frame(tf.ragged.constant([ids], tf.int32), length)
         ids = rows[F.TOKEN_IDS].numpy()[0]
         positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_id]
-        if not positions:
-            raise ValueError("fill-mask needs at least one [MASK] in the text.")
-        width = self.config.masking.max_predictions
+        if len(positions) < wanted:
+            raise ValueError(f"{wanted - len(positions)} of the text's [MASK]s lie beyond "
+                             f"data.sequence_length={length} tokens; shorten the text.")
         inputs = {F.TOKEN_IDS: ids[None], F.PADDING_MASK: rows[F.PADDING_MASK].numpy(),
                   F.MASK_POSITIONS: np.array([(positions + [0] * width)[:width]], "int32")}
         if self.config.data.pack:  # one document: segment 1, positions from 0

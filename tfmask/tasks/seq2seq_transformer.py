@@ -48,6 +48,12 @@ class Seq2SeqTransformerTask(Task):
                 mean_noise_span_length=masking.mean_noise_span_length,
                 eos_id=tokenizer.sep_id, decoder_start_id=self.start_id, pad_id=tokenizer.pad_id)
 
+    def required_features(self):
+        data = self.config.data
+        if self.corrupt is not None:
+            return {"data.text_key": data.text_key}
+        return {"data.source_key": data.source_key, "data.target_key": data.target_key}
+
     @property
     def tokens_per_batch(self):
         data = self.config.data
@@ -62,8 +68,8 @@ class Seq2SeqTransformerTask(Task):
                                  self.tokenizer, data.sequence_length, batch_size,
                                  strategies=[self.corrupt], seed=self.config.train.seed,
                                  dynamic=training, text_key=data.text_key, framing="none",
-                                 reserve=1)
-        pairs = documents.batch(batch_size, drop_remainder=True)
+                                 reserve=1, drop_remainder=training)
+        pairs = documents.batch(batch_size, drop_remainder=training)
         return pairs.map(self.translation_pair, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
     def encode_sources(self, texts):
@@ -131,4 +137,11 @@ class Seq2SeqTransformerTask(Task):
         return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
 
     def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
+        if not text.strip():
+            raise ValueError("the text is empty; give --text a sentence to translate.")
+        pieces = len(self.tokenizer.tokenize([text])[F.TOKEN_IDS].to_list()[0])
+        length = self.config.data.sequence_length
+        if pieces >= length:  # the source is framed as text [SEP]
+            raise ValueError(f"the text has {pieces} tokens; this model reads at most "
+                             f"{length - 1} (data.sequence_length={length}); shorten it.")
         return self.translate(model, [text], sampler, num_beams)

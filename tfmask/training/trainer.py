@@ -31,14 +31,17 @@ restarted therefore reaches the same weights as an uninterrupted one.
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmask.errors import Interrupted, TrainingDiverged
 from tfmask.tasks import build_task
-from tfmask.training.config import save_config
+from tfmask.training.run_folder import RunFolder, replace_folder
 from tfmask.training.schedule import WarmupDecay
 from tfmask.training.strategy import is_chief, make_strategy, worker_index
 
@@ -92,6 +95,9 @@ class Trainer:
             self.optimizer = make_optimizer(config)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # First step whose loss or gradient norm was NaN/Inf; -1 = none.
+            self.first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
+                                                    name="first_nonfinite_step")
             self.train_metrics = self.task.metrics("train")
             self.eval_metrics = self.task.metrics("eval")
         self.checkpoint = tf.train.Checkpoint(
@@ -146,14 +152,23 @@ class Trainer:
                                               _loss_scale(optimizer))
             optimizer.apply(gradients, model.trainable_variables)
             self._update_metrics(metrics, labels, logits, weights)
-            return loss
+            norm = tf.linalg.global_norm([g for g in gradients if g is not None])
+            return loss, norm
 
         compiled_step = self._compiled(replica_step)
+        # float16's loss scaler skips steps with overflowing gradients by
+        # design; there only a non-finite loss means the run diverged.
+        check_gradients = self.config.runtime.precision != "mixed_float16"
 
         def one_step(iterator):
             # next() outside the compiled step: XLA cannot run the iterator.
-            losses = strategy.run(compiled_step, args=(next(iterator),))
+            losses, norms = strategy.run(compiled_step, args=(next(iterator),))
             loss = strategy.reduce("sum", losses, axis=None)
+            bad = ~tf.math.is_finite(loss)
+            if check_gradients:
+                bad = bad | ~tf.math.is_finite(strategy.reduce("sum", norms, axis=None))
+            first = self.first_nonfinite_step
+            first.assign(tf.where(bad & (first < 0), self.step + 1, first))
             metrics["loss"].update_state(loss)
             self.step.assign_add(1)
 
@@ -205,17 +220,40 @@ class Trainer:
             results.update(self.task.extra_evaluation(self.model))
         return results
 
-    def fit(self):
+    def fit(self, reexport=False):
         """Trains to `train.steps` (resuming from the last checkpoint) or until
         `train.max_seconds` of training, evaluates, exports. Returns the final
-        evaluation metrics, with `train_steps` and `train_seconds`."""
-        config = self.config
-        os.makedirs(self.output_dir, exist_ok=True)
+        evaluation metrics, with `train_steps` and `train_seconds`.
+
+        Safe to interrupt or repeat: the run folder is locked; a resumed run
+        must keep the saved config's shaping keys; SIGTERM / SIGINT save a
+        checkpoint at the next step boundary (`Interrupted`); a non-finite
+        loss or gradient stops the run without saving or exporting
+        (`TrainingDiverged`); a finished run is not re-exported unless
+        `reexport`."""
+        folder = RunFolder(self.output_dir)
         if self.chief:
-            save_config(config, os.path.join(self.output_dir, "config.yaml"))
+            folder.acquire()
+        try:
+            with _StopSignals() as stop:
+                return self._fit(folder, stop, reexport)
+        finally:
+            folder.release()
+
+    def _fit(self, folder, stop, reexport):
+        config = self.config
+        resuming = self.manager.latest_checkpoint is not None
+        if self.chief:
+            folder.check_config(config, resuming)  # before anything is written
+            folder.clean_temporary_checkpoints()
+        else:
+            os.makedirs(self.output_dir, exist_ok=True)
+        self._check_data()
         self.writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "logs"))
         restored = self.manager.restore_or_initialize()
         start = int(self.step.numpy())
+        if self.chief:
+            folder.truncate_metrics(start)
         if restored and self.verbose:
             print(f"Resumed from {restored} at step {start}.")
         # The pipeline is a function of the seed: skip what was consumed.
@@ -228,12 +266,15 @@ class Trainer:
         tokens_per_step = self.task.tokens_per_batch
         timed_steps, timed_seconds = 0, 0.0
         self.train_seconds = 0.0  # training only: evaluation and checkpoints excluded
+        last_save = time.monotonic()
+        every_seconds = _checkpoint_seconds(config)
         step = start
         while step < config.train.steps:
             count = self._steps_in_next_call(step)
             began = time.perf_counter()
             self._train_step(iterator, tf.constant(count, tf.int32))
             spent = time.perf_counter() - began
+            self._check_finite()
             step += count
             timed_steps, timed_seconds = timed_steps + count, timed_seconds + spent
             self.train_seconds += spent
@@ -248,15 +289,20 @@ class Trainer:
                           "train_seconds": self.train_seconds}
                 self._log(record)
                 progress.update(step, [("loss", record["train_loss"]),
-                                       ("accuracy", record["train_accuracy"]),
+                                       ("accuracy", record.get("train_accuracy", 0.0)),
                                        ("tokens/s", record["tokens_per_second"])])
                 for metric in self.train_metrics.values():
                     metric.reset_state()
                 timed_steps, timed_seconds = 0, 0.0
             if config.train.eval_every and step % config.train.eval_every == 0 and not last:
                 self._report(step, self.evaluate())
-            if config.runtime.checkpoint_every and step % config.runtime.checkpoint_every == 0:
+            due = config.runtime.checkpoint_every and step % config.runtime.checkpoint_every == 0
+            late = every_seconds and time.monotonic() - last_save >= every_seconds
+            if due or late or stop.signal_number:
                 self.manager.save(checkpoint_number=step)
+                last_save = time.monotonic()
+            if stop.signal_number:
+                raise Interrupted(stop.signal_number, step)
             if out_of_time:
                 if self.verbose:
                     print(f"\ntrain.max_seconds={config.train.max_seconds} reached at step {step}.")
@@ -266,13 +312,43 @@ class Trainer:
             results.update(self.evaluate(split))
         results.update(train_steps=float(step), train_seconds=self.train_seconds)
         self._report(step, results)
-        if int(self.step.numpy()) != start or not restored:
+        trained = int(self.step.numpy()) != start or not restored
+        if trained:
             self.manager.save(checkpoint_number=int(self.step.numpy()))
         if not self.chief:
             shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
         elif config.runtime.export:
-            self.export()
+            if trained or reexport or not os.path.exists(self._export_path("model.keras")):
+                self.export()
+            elif self.verbose:
+                print(f"{self._export_path()} is already this run's export; rerun with "
+                      "--reexport to write it again.")
         return results
+
+    def _check_data(self):
+        """Before training: every split the run reads has examples with the
+        keys the task needs (one line naming what is missing otherwise)."""
+        config, task = self.config, self.task
+        splits = [config.data.train_split, config.data.eval_split,
+                  *config.train.extra_eval_splits]
+        for split in splits:
+            task.check_documents(split)
+
+    def _check_finite(self):
+        bad = int(self.first_nonfinite_step.numpy())
+        if bad < 0:
+            return
+        config = self.config
+        hint = ("lower optimizer.learning_rate (it is "
+                f"{config.optimizer.learning_rate:g}), set optimizer.clipnorm, or use float32 / "
+                "mixed_bfloat16")
+        if config.runtime.precision == "mixed_float16":
+            hint += " (float16 overflowed despite loss scaling)"
+        kept = self.manager.latest_checkpoint
+        kept = f"the last good checkpoint {kept} is kept" if kept else "no checkpoint was saved"
+        raise TrainingDiverged(
+            f"the training loss or gradient became NaN/Inf at step {bad}; {kept} and nothing "
+            f"was exported; try: {hint}.")
 
     def _steps_in_next_call(self, step):
         """Up to runtime.steps_per_execution steps, never past the end or the
@@ -291,17 +367,61 @@ class Trainer:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items())
             print(f"\nstep {step}: {shown}")
 
+    def _export_path(self, *names):
+        return os.path.join(self.output_dir, "export", *names)
+
     def export(self):
         """`model.keras` (Keras format, reloadable with tfmask imported) and a
-        SavedModel for serving, plus the vocabulary the model reads."""
-        path = os.path.join(self.output_dir, "export")
-        os.makedirs(path, exist_ok=True)
-        self.model.save(os.path.join(path, "model.keras"))
+        SavedModel for serving, plus the vocabulary the model reads; written
+        into a temporary folder that replaces `export/` only when complete."""
+        path = self._export_path()
+        temporary = f"{path}.tmp-{os.getpid()}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        os.makedirs(temporary)
+        shutil.copy(self.task.vocabulary_path, os.path.join(temporary, "vocab.txt"))
+        self.model.save(os.path.join(temporary, "model.keras"))
         if self.config.runtime.export_saved_model:
-            self.model.export(os.path.join(path, "saved_model"), format="tf_saved_model",
+            self.model.export(os.path.join(temporary, "saved_model"), format="tf_saved_model",
                               verbose=False)
-        shutil.copy(self.task.vocabulary_path, os.path.join(path, "vocab.txt"))
+        replace_folder(temporary, path)
         return path
+
+
+class _StopSignals:
+    """Turns SIGTERM / SIGINT into a flag the training loop reads at step
+    boundaries (a preempted VM or a scheduler sends SIGTERM). Only in the
+    main thread, where Python allows handlers."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signal_number = 0
+        self._previous = {}
+
+    def _handle(self, number, frame):
+        if self.signal_number:  # a second signal: stop now
+            signal.default_int_handler(number, frame) if number == signal.SIGINT \
+                else os._exit(128 + number)
+        self.signal_number = number
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        return False
+
+
+def _checkpoint_seconds(config):
+    """runtime.checkpoint_seconds resolved: unset = 600 s on one host."""
+    seconds = config.runtime.checkpoint_seconds
+    if seconds is None:
+        return 0.0 if config.runtime.strategy in ("multi_worker", "tpu") else 600.0
+    return seconds
 
 
 def clip_global_gradients(gradients, clipnorm, loss_scale=None):
