@@ -9,22 +9,43 @@ reading data (a bad JSONL line, invalid UTF-8, a label out of range) carry
 tfmask's message inside a long op trace: only that message is printed.
 """
 
+import re
 import sys
 
 USER_ERROR, RUN_FAILED = 2, 1
 
+# Flags several command lines share; defined once per process, so that the
+# commands' modules can be imported together (tests, notebooks).
+SHARED_FLAGS = {
+    "config": ("DEFINE_string", None, "YAML config file (see configs/)."),
+    "set": ("DEFINE_multi_string", [], "Override a config key: --set section.key=value."),
+    "output_dir": ("DEFINE_string", None, "Output folder (default: under runs/NAME)."),
+    "debug": ("DEFINE_bool", False, "Show the full traceback of a failure."),
+}
+
+
+def define_shared_flags(*names):
+    from absl import flags
+
+    for name in names:
+        if name not in flags.FLAGS:
+            kind, default, text = SHARED_FLAGS[name]
+            getattr(flags, kind)(name, default, text)
+
 
 def tensorflow_message(error):
-    """The first meaningful line of a TensorFlow op error's message."""
+    """tfmask's message inside a TensorFlow op error: a failed
+    `tf.debugging.Assert`, or the Python error a data source raised."""
     text = getattr(error, "message", None) or str(error)
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("assertion failed:"):
-            line = line[len("assertion failed:"):].strip()
-        line = line.strip("[] ")
-        if line and not line.startswith(("Traceback", "File ", "Node:", "{{")):
-            return line.split("\t")[0]
-    return text.strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if "assertion failed:" in line:
+            return line.split("assertion failed:", 1)[1].replace("] [", " ").strip("[] ")
+    for line in lines:
+        match = re.search(r"\b\w*(?:Error|Exception): (.+)", line)
+        if match:
+            return match.group(1).strip()
+    return next((line for line in lines if "Graph execution error" not in line), text)
 
 
 def report(function, debug=False):

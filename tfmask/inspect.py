@@ -15,9 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("config", None, "YAML config file.")
-flags.DEFINE_multi_string("set", [], "Override a config key: --set section.key=value.")
-flags.DEFINE_string("output_dir", None, "Where the PNGs go.")
+from tfmask.cli import define_shared_flags  # noqa: E402
+
+define_shared_flags("config", "set", "output_dir", "debug")
 flags.DEFINE_integer("rows", 4, "How many rows of the batch to draw.")
 FLAGS = flags.FLAGS
 
@@ -129,9 +129,6 @@ def inspect(config_path, overrides=(), output_dir=None, rows=4):
     draw_tokens(batch, task.tokenizer, tokens_png, rows)
     draw_masks(attention_masks(batch, task.causal), masks_png)
     return tokens_png, masks_png
-
-
-flags.DEFINE_bool("debug", False, "Show the full traceback of a failure.")
 
 
 def main(argv):

@@ -17,11 +17,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 
+from tfmask.cli import define_shared_flags  # noqa: E402
+
 flags.DEFINE_string("run", None, "Run folder written by tfmask.train.")
 flags.DEFINE_multi_string("text", [], "Input text (repeat for several).")
 flags.DEFINE_integer("top_k", 5, "Fill-mask: candidates per [MASK].")
 flags.DEFINE_enum("sampler", "greedy", ["greedy", "beam"], "Generation search.")
 flags.DEFINE_integer("num_beams", 4, "Beam search width.")
+define_shared_flags("debug")
 FLAGS = flags.FLAGS
 
 
@@ -58,9 +61,6 @@ class Predictor:
         """Printable lines: fill-mask candidates, class probabilities or a generation."""
         return self.task.predict(self.model, text, top_k=top_k, sampler=sampler,
                                  num_beams=num_beams)
-
-
-flags.DEFINE_bool("debug", False, "Show the full traceback of a failure.")
 
 
 def main(argv):

@@ -20,11 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("config", None, "YAML config file (see configs/).")
-flags.DEFINE_multi_string("set", [], "Override a config key: --set section.key=value.")
-flags.DEFINE_string("output_dir", None, "Run folder (default: runtime.output_dir or runs/NAME).")
+from tfmask.cli import define_shared_flags  # noqa: E402
+
+define_shared_flags("config", "set", "output_dir", "debug")
 flags.DEFINE_bool("reexport", False, "Write export/ again although the run is finished.")
-flags.DEFINE_bool("debug", False, "Show the full traceback of a failure.")
 FLAGS = flags.FLAGS
 
 

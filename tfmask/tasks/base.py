@@ -67,6 +67,9 @@ class Task(abc.ABC):
     def __init__(self, config, tokenizer=None, vocabulary_path=None):
         self.config = config
         if tokenizer is None:
+            # The data first: a missing feature is one line, not a KeyError
+            # from vocabulary training.
+            self.check_documents(config.data.train_split)
             tokenizer, vocabulary_path = build_tokenizer(config, self.vocabulary_keys(config))
         self.tokenizer = tokenizer
         self.vocabulary_path = vocabulary_path

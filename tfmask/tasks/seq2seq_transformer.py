@@ -50,7 +50,7 @@ class Seq2SeqTransformerTask(Task):
 
     def required_features(self):
         data = self.config.data
-        if self.corrupt is not None:
+        if self.config.masking.strategy == "span_corruption":
             return {"data.text_key": data.text_key}
         return {"data.source_key": data.source_key, "data.target_key": data.target_key}
 

@@ -19,6 +19,13 @@ def read_vocabulary(vocabulary):
             f"Vocabulary file {vocabulary!r} does not exist; pass a vocab.txt "
             "path or train one with tfmask.text.train_wordpiece_vocabulary."
         ) from None
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"Vocabulary file {vocabulary!r} is not UTF-8 text (byte {error.start}); pass a "
+            "vocab.txt with one token per line."
+        ) from None
+    except IsADirectoryError:
+        raise ValueError(f"Vocabulary {vocabulary!r} is a folder; pass its vocab.txt.") from None
     while tokens and not tokens[-1]:
         tokens.pop()
     return tokens
