@@ -48,6 +48,24 @@ def tensorflow_message(error):
     return next((line for line in lines if "Graph execution error" not in line), text)
 
 
+def parse_flags(argv):
+    """absl's flag parser, but a bad flag is one `error:` line and exit 2."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(USER_ERROR)
+
+
+def run_main(main):
+    """`absl.app.run(main)` with one-line flag errors (`parse_flags`)."""
+    from absl import app
+
+    app.run(main, flags_parser=parse_flags)
+
+
 def report(function, debug=False):
     """Runs `function()`; returns its exit code, or the code of its failure
     after printing one line to stderr."""
@@ -65,8 +83,8 @@ def report(function, debug=False):
             raise
         if isinstance(error, TrainingDiverged):
             code, text = RUN_FAILED, str(error)
-        elif isinstance(error, (ValueError, FileNotFoundError, KeyError, TypeError)):
-            code, text = USER_ERROR, str(error).strip("'\"")
+        elif isinstance(error, (ValueError, FileNotFoundError)):
+            code, text = USER_ERROR, str(error)
         elif isinstance(error, tf.errors.OpError):
             code, text = USER_ERROR, tensorflow_message(error)
         elif isinstance(error, OSError):

@@ -13,9 +13,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from tfmask.cli import define_shared_flags  # noqa: E402
+from tfmask.cli import define_shared_flags, run_main  # noqa: E402
 
 define_shared_flags("config", "set", "output_dir", "debug")
 flags.DEFINE_integer("rows", 4, "How many rows of the batch to draw.")
@@ -135,7 +135,9 @@ def main(argv):
     from tfmask.cli import USER_ERROR, report
 
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        print(f"error: unexpected arguments {argv[1:]}; options take the form --name=value.",
+              file=sys.stderr)
+        return USER_ERROR
     if not FLAGS.config:
         print("error: --config is required.", file=sys.stderr)
         return USER_ERROR
@@ -148,4 +150,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

@@ -15,9 +15,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from tfmask.cli import define_shared_flags  # noqa: E402
+from tfmask.cli import define_shared_flags, run_main  # noqa: E402
 
 flags.DEFINE_string("run", None, "Run folder written by tfmask.train.")
 flags.DEFINE_multi_string("text", [], "Input text (repeat for several).")
@@ -67,7 +67,9 @@ def main(argv):
     from tfmask.cli import USER_ERROR, report
 
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        print(f"error: unexpected arguments {argv[1:]}; options take the form --name=value.",
+              file=sys.stderr)
+        return USER_ERROR
     if not FLAGS.run or not FLAGS.text:
         print("error: --run and --text are required.", file=sys.stderr)
         return USER_ERROR
@@ -82,4 +84,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

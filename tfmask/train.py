@@ -18,7 +18,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from tfmask.cli import define_shared_flags  # noqa: E402
 
@@ -54,7 +54,9 @@ def report_file_sources(config):
 
     for name in config.data.name.split("+"):
         if name.startswith("file:"):
-            documents = datasets.load(name, split="all", **config.data.dataset_options)
+            # One file per split ({split} in the path): count the training file.
+            split = config.data.train_split if "{split}" in name else "all"
+            documents = datasets.load(name, split=split, **config.data.dataset_options)
             documents.reduce(0, lambda count, _: count + 1)
             stats = getattr(documents, "stats", None)
             if stats is not None:
@@ -72,7 +74,7 @@ def cli(argv):
     except flags.Error as error:
         print(f"error: {error}", file=sys.stderr)
         return USER_ERROR
-    return main([])
+    return main(["tfmask.train"])
 
 
 def main(argv):
@@ -82,7 +84,9 @@ def main(argv):
 
     logging.set_verbosity(logging.WARNING)  # checkpoint/export INFO lines drown the progress bar
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        print(f"error: unexpected arguments {argv[1:]}; options take the form --name=value.",
+              file=sys.stderr)
+        return USER_ERROR
     if not FLAGS.config:
         print("error: --config is required, e.g. --config configs/mlm_austen_wordnet.yaml",
               file=sys.stderr)
@@ -98,7 +102,9 @@ def main(argv):
 
 
 def entry_point():
-    app.run(main)
+    from tfmask.cli import run_main
+
+    run_main(main)
 
 
 if __name__ == "__main__":

@@ -49,12 +49,15 @@ def grid_config(family, strategy, prompts, **sections):
     values["masking"] = {"strategy": strategy, "max_predictions": 6}
     if family == "classifier":
         values["data"]["name"] = "rotten_tomatoes"
-        values["masking"].update(terms=["the", "a", "film", "movie"], rate=0.3)
+        values["masking"]["rate"] = 0.3
+        if strategy == "term":
+            values["masking"]["terms"] = ["the", "a", "film", "movie"]
     elif family.startswith("seq2seq"):
         values["data"]["name"] = "austen" if strategy == "span_corruption" else "kjv_rv1909"
     elif family == "causal_lm":
         values["data"]["name"] = f"file:{prompts}"
-        values["masking"]["response_marker"] = MARKER
+        if strategy == "prompt":
+            values["masking"]["response_marker"] = MARKER
     elif strategy == "entity":
         values["data"].update(name="wnut16", words_key="words")
         values["masking"]["rate"] = 0.5
@@ -186,11 +189,42 @@ def test_no_masking_section_means_no_masking_except_for_the_masked_lm():
     ("seq2seq_transformer", "model", {"pretrained": "minilm"}),
     ("causal_lm", "masking", {"dynamic": False}),
     ("mlm", "train", {"generate_examples": 4}),
+    ("causal_lm", "data", {"words_key": "words"}),
+    ("seq2seq_lstm", "model", {"decoder_num_layers": 2}),
+    ("causal_lm", "model", {"padding_free": True}),
 ])
 def test_settings_a_family_does_not_use_are_refused(family, key, value, prompts):
     strategy = TASKS.get(family).default_strategy
     with pytest.raises(ConfigError, match=rf"^model.family={family} does not use .*; remove it"):
         config_from_dict(grid_config(family, strategy, prompts, **{key: value}))
+
+
+@pytest.mark.parametrize("family,key,value,message", [
+    ("classifier", "terms", ["film"], "masking.terms is set but masking.strategy=none does not "
+                                      "read it (only term does)"),
+    ("causal_lm", "response_marker", "A:", "masking.response_marker is set but "
+                                           "masking.strategy=none"),
+])
+def test_strategy_settings_without_their_strategy_are_refused(family, key, value, message,
+                                                              prompts):
+    values = grid_config(family, "none", prompts)
+    values["masking"][key] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_dict(values)
+
+
+def test_normalize_first_reaches_every_transformer_family(prompts):
+    for family in ("mlm", "causal_lm", "seq2seq_transformer", "classifier"):
+        for value in (True, False):
+            config = config_from_dict(grid_config(family, TASKS.get(family).default_strategy,
+                                                  prompts, model={"normalize_first": value}))
+            model = build_task(config).build_model("float32")
+            blocks = [layer for layer in model.layers if "block" in layer.name]
+            assert blocks and all(b.normalize_first == value for b in blocks), family
+    with pytest.raises(ConfigError, match="comes from model.pretrained's checkpoint"):
+        config_from_dict(grid_config("classifier", "none", prompts,
+                                     model={"pretrained": "minilm", "normalize_first": True},
+                                     data={"vocabulary": "pretrained"}))
 
 
 def test_entity_masking_without_word_level_tags_is_refused():

@@ -58,10 +58,10 @@ def test_defaults_overrides_and_yaml_round_trip(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(BASE))
     config = load_config(str(path), ["model.num_layers=2", "optimizer.learning_rate=3e-4",
-                                     "masking.terms=[he, she]"])
+                                     "train.extra_eval_splits=[test, train]"])
     assert config.model.num_layers == 2
     assert config.optimizer.learning_rate == pytest.approx(3e-4)
-    assert config.masking.terms == ["he", "she"]
+    assert config.train.extra_eval_splits == ["test", "train"]
     assert config.data.name == "austen" and config.masking.rate == 0.15
 
 

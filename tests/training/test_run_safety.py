@@ -232,7 +232,7 @@ def test_7_sigterm_saves_a_checkpoint_and_the_run_resumes_cleanly(tmp_path):
                       "--set", "runtime.checkpoint_every=0", "--set", "train.log_every=5",
                       "--set", "runtime.export=false")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"Resumed from" in resumed.stdout
+    assert "Resumed from" in resumed.stdout
     assert not [n for n in os.listdir(tmp_path / "checkpoints") if "_temp" in n]
     steps = [r["step"] for r in read_metrics(tmp_path) if "train_loss" in r]
     assert steps == sorted(set(steps)) and steps[-1] == step + 5

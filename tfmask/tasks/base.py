@@ -23,6 +23,8 @@ import keras
 import tensorflow as tf
 
 from tfmask import datasets
+from tfmask.data import features as F
+from tfmask.data.packing import pack
 from tfmask.errors import ConfigError, RunError
 from tfmask.losses import weighted_crossentropy_sum
 from tfmask.metrics import MaskedAccuracy, MaskedPerplexity
@@ -52,7 +54,7 @@ class Task(abc.ABC):
     """
 
     family = None
-    # Masking strategies this family supports; the first is not the default.
+    # Masking strategies this family supports (the rest are refused).
     strategies = ("none",)
     default_strategy = "none"
     # Why the others are refused, appended to the one-line error.
@@ -62,14 +64,19 @@ class Task(abc.ABC):
     supports_pretrained = False  # model.pretrained
     supports_static_masking = False  # masking.dynamic: false
     generates = False  # train.generate_examples (BLEU)
+    supports_words_key = False  # data.words_key (pre-segmented words)
+    supports_padding_free = False  # model.padding_free (encoder families)
+    uses_decoder_layers = False  # model.decoder_num_layers
     causal = False  # the model attends causally (drawn by `inspect`)
+    # Pre-LN (True) or post-LN (False) blocks when model.normalize_first is unset.
+    default_normalize_first = False
 
     def __init__(self, config, tokenizer=None, vocabulary_path=None):
         self.config = config
         if tokenizer is None:
             # The data first: a missing feature is one line, not a KeyError
             # from vocabulary training.
-            self.check_documents(config.data.train_split)
+            self.check_documents(config.data.train_split)  # the trainer checks the others
             tokenizer, vocabulary_path = build_tokenizer(config, self.vocabulary_keys(config))
         self.tokenizer = tokenizer
         self.vocabulary_path = vocabulary_path
@@ -89,10 +96,28 @@ class Task(abc.ABC):
                 (model.pretrained, cls.supports_pretrained, f"model.pretrained={model.pretrained}"),
                 (not masking.dynamic, cls.supports_static_masking, "masking.dynamic=false"),
                 (config.train.generate_examples, cls.generates,
-                 f"train.generate_examples={config.train.generate_examples}")):
+                 f"train.generate_examples={config.train.generate_examples}"),
+                (data.words_key, cls.supports_words_key, f"data.words_key={data.words_key}"),
+                (model.padding_free, cls.supports_padding_free, "model.padding_free=true"),
+                (model.decoder_num_layers is not None, cls.uses_decoder_layers,
+                 f"model.decoder_num_layers={model.decoder_num_layers}")):
             if setting and not supported:
                 raise ConfigError(f"model.family={cls.family} does not use {key}; remove it.")
+        # Strategy settings only their strategy reads.
+        for key, value, strategy in (("masking.terms", masking.terms, "term"),
+                                     ("masking.patterns", masking.patterns, "term"),
+                                     ("masking.response_marker", masking.response_marker,
+                                      "prompt")):
+            if value and masking.strategy != strategy:
+                raise ConfigError(f"{key} is set but masking.strategy={masking.strategy} does "
+                                  f"not read it (only {strategy} does); remove it.")
         cls.validate(config)
+
+    @classmethod
+    def normalize_first(cls, config):
+        """model.normalize_first resolved: unset = the family's default."""
+        value = config.model.normalize_first
+        return cls.default_normalize_first if value is None else value
 
     @classmethod
     def validate(cls, config):
@@ -205,6 +230,42 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
         """Raw text -> list of printable lines (`python -m tfmask.predict`)."""
+
+    # ------------------------------------------------------------ shared helpers
+    def sequence_inputs(self, *keys):
+        """Model input keys: `keys`, then the packed-row features if packed."""
+        packed = [F.SEGMENT_IDS, F.POSITION_IDS] if self.config.data.pack else []
+        return list(keys) + packed
+
+    def count_pieces(self, text, limit, what="text"):
+        """Word pieces of `text`; one line if it is empty or reaches `limit`."""
+        pieces = len(self.tokenizer.tokenize([text])[F.TOKEN_IDS].to_list()[0])
+        if not pieces:
+            raise ValueError(f"the {what} is empty; give --text some text.")
+        if pieces >= limit:
+            raise ValueError(f"the {what} has {pieces} tokens, but this model reads at most "
+                             f"{limit - 1} (data.sequence_length={self.config.data.sequence_length}"
+                             "); shorten it.")
+        return pieces
+
+    def text_until_end(self, ids):
+        """Generated ids -> text, cut at the first [SEP] (end of sequence)."""
+        ids = [int(t) for t in ids]
+        end = self.tokenizer.sep_id
+        ids = ids[: ids.index(end)] if end in ids else ids
+        return self.tokenizer.detokenize([ids]).numpy()[0].decode("utf-8")
+
+    def packed_batches(self, documents, rows, keys, batch_size, training):
+        """Documents -> `rows(batch)` (dense rows with `padding_mask`) -> the
+        real tokens of `keys` -> `pack` -> batches (partial ones kept unless
+        training)."""
+        def ragged(batch):
+            dense = rows(batch)
+            return {k: tf.ragged.boolean_mask(dense[k], dense[F.PADDING_MASK]) for k in keys}
+
+        pieces = documents.batch(256).map(ragged, num_parallel_calls=AUTOTUNE).unbatch()
+        packed = pack(pieces, self.config.data.sequence_length, keys=keys)
+        return packed.batch(batch_size, drop_remainder=training)
 
 
 def build_tokenizer(config, vocabulary_keys):

@@ -9,11 +9,8 @@
   own prompt mask.
 """
 
-import tensorflow as tf
-
 from tfmask.data import features as F
 from tfmask.data import masking as M
-from tfmask.data.packing import pack
 from tfmask.data.targets import next_token_targets
 from tfmask.errors import ConfigError
 from tfmask.models import CausalLMModel
@@ -27,6 +24,7 @@ class CausalLMTask(Task):
     refusal_hint = "a causal LM is graded on next tokens; mask prompts with prompt"
     supports_packing = True
     causal = True
+    default_normalize_first = True
 
     @classmethod
     def validate(cls, config):
@@ -63,51 +61,29 @@ class CausalLMTask(Task):
             return rows.map(lambda b: self._graded(self._documents(b)),
                             num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
         keys = (F.TOKEN_IDS,) + ((F.LOSS_WEIGHTS,) if self.prompt is not None else ())
-
-        def ragged(batch):
-            rows = self._documents(batch)
-            return {k: tf.ragged.boolean_mask(rows[k], rows[F.PADDING_MASK]) for k in keys}
-
-        rows = documents.batch(256).map(ragged, num_parallel_calls=AUTOTUNE).unbatch()
-        rows = pack(rows, self.config.data.sequence_length, keys=keys)
-        return rows.batch(batch_size, drop_remainder=training).map(self._graded).prefetch(
-            AUTOTUNE)
-
-    def input_keys(self):
-        packed = [F.SEGMENT_IDS, F.POSITION_IDS] if self.config.data.pack else []
-        return [F.TOKEN_IDS, F.PADDING_MASK] + packed
+        rows = self.packed_batches(documents, self._documents, keys, batch_size, training)
+        return rows.map(self._graded).prefetch(AUTOTUNE)
 
     def split_batch(self, batch):
-        return ({k: batch[k] for k in self.input_keys()}, batch[F.LABELS],
-                batch[F.LOSS_WEIGHTS])
+        keys = self.sequence_inputs(F.TOKEN_IDS, F.PADDING_MASK)
+        return {k: batch[k] for k in keys}, batch[F.LABELS], batch[F.LOSS_WEIGHTS]
 
     def build_model(self, dtype):
-        kwargs = encoder_kwargs(self.config, self.tokenizer)
-        kwargs.pop("normalize_first")
-        return CausalLMModel(**kwargs, packed=self.config.data.pack, dtype=dtype)
+        return CausalLMModel(**encoder_kwargs(self.config, self.tokenizer),
+                             normalize_first=self.normalize_first(self.config),
+                             packed=self.config.data.pack, dtype=dtype)
 
     def continue_text(self, model, text, sampler="greedy", num_beams=4):
         """The text generated after `text` (up to [SEP] or the length limit)."""
         import numpy as np
 
         length = self.config.data.sequence_length
-        pieces = len(self.tokenizer.tokenize([text])[F.TOKEN_IDS].to_list()[0])
-        if not pieces:
-            raise ValueError("the prompt is empty; give --text the start of the text to "
-                             "continue.")
-        if pieces >= length:
-            raise ValueError(f"the prompt has {pieces} tokens, but this model reads at most "
-                             f"data.sequence_length={length} and needs room to continue; "
-                             "shorten it.")
+        prompt_length = self.count_pieces(text, length, what="prompt")
         rows = self.tokenizer.encode([text], length, framing="none")
-        prompt_length = pieces
         output = model.generate(rows[F.TOKEN_IDS], np.array([prompt_length]), max_length=length,
                                 sampler=sampler, num_beams=num_beams,
                                 stop_token_ids=[self.tokenizer.sep_id])
-        new = [int(t) for t in np.asarray(output)[0][prompt_length:]]
-        sep = self.tokenizer.sep_id
-        new = new[: new.index(sep)] if sep in new else new
-        return self.tokenizer.detokenize([new]).numpy()[0].decode("utf-8")
+        return self.text_until_end(np.asarray(output)[0][prompt_length:])
 
     def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
         return [self.continue_text(model, text, sampler, num_beams)]

@@ -17,7 +17,7 @@ from tfmask.errors import ConfigError
 from tfmask.models import ClassifierModel
 from tfmask.models.pretrained import from_pretrained, pretrained_directory
 from tfmask.tasks.base import Task, softmax
-from tfmask.tasks.mlm import encoder_kwargs, mlm_strategy
+from tfmask.tasks.mlm import check_pretrained_architecture, encoder_kwargs, mlm_strategy
 from tfmask.training.config import padding_free
 
 NOISE = ("random", "whole_word", "span")
@@ -30,9 +30,12 @@ class ClassifierTask(Task):
                     "(mask names with term and masking.terms / patterns)")
     token_level = False
     supports_pretrained = True
+    supports_words_key = True
+    supports_padding_free = True
 
     @classmethod
     def validate(cls, config):
+        check_pretrained_architecture(config)
         if config.model.num_classes < 2:
             raise ConfigError(f"model.num_classes={config.model.num_classes} must be >= 2 "
                               "for a classifier.")
@@ -95,7 +98,8 @@ class ClassifierTask(Task):
                                        pretrained_directory(config.model.pretrained),
                                        dropout=config.model.dropout, **common)
             return model
-        return ClassifierModel(**encoder_kwargs(config, self.tokenizer), **common)
+        return ClassifierModel(**encoder_kwargs(config, self.tokenizer), **common,
+                               normalize_first=self.normalize_first(config))
 
     # ------------------------------------------------------------ prediction
     def model_inputs(self, texts):

@@ -10,7 +10,6 @@ import tensorflow as tf
 
 from tfmask.data import features as F
 from tfmask.data import masking as M
-from tfmask.data.packing import pack
 from tfmask.data.pipeline import mask_dataset, text_pipeline, tokenize_batch
 from tfmask.errors import ConfigError
 from tfmask.models import MaskedLMModel
@@ -33,14 +32,20 @@ def mlm_strategy(masking, tokenizer):
                                             **kwargs)
 
 
+def check_pretrained_architecture(config):
+    """A pretrained encoder brings its own architecture."""
+    if config.model.pretrained and config.model.normalize_first is not None:
+        raise ConfigError("model.normalize_first comes from model.pretrained's checkpoint; "
+                          "remove it.")
+
+
 def encoder_kwargs(config, tokenizer):
     """Encoder hyper-parameters of a config (model section + vocabulary)."""
     model = config.model
     return dict(vocabulary_size=tokenizer.vocabulary_size, num_layers=model.num_layers,
                 num_heads=model.num_heads, hidden_dim=model.hidden_dim,
                 intermediate_dim=model.intermediate_dim, max_length=config.data.sequence_length,
-                dropout=model.dropout, normalize_first=model.normalize_first,
-                position=model.position)
+                dropout=model.dropout, position=model.position)
 
 
 class MaskedLMTask(Task):
@@ -51,9 +56,12 @@ class MaskedLMTask(Task):
     supports_packing = True
     supports_pretrained = True
     supports_static_masking = True
+    supports_words_key = True
+    supports_padding_free = True
 
     @classmethod
     def validate(cls, config):
+        check_pretrained_architecture(config)
         if config.masking.strategy == "entity" and not config.data.words_key:
             raise ConfigError(
                 "masking.strategy=entity needs word-level entity tags: set data.words_key "
@@ -81,14 +89,10 @@ class MaskedLMTask(Task):
                                             else ())
 
         def tokenize(batch):
-            dense = tokenize_batch(batch, self.tokenizer, data.sequence_length,
-                                   text_key=data.text_key, words_key=data.words_key)
-            real = dense[F.PADDING_MASK]
-            return {k: tf.ragged.boolean_mask(dense[k], real) for k in keys}
+            return tokenize_batch(batch, self.tokenizer, data.sequence_length,
+                                  text_key=data.text_key, words_key=data.words_key)
 
-        rows = documents.batch(256).map(tokenize, num_parallel_calls=AUTOTUNE).unbatch()
-        packed = pack(rows, data.sequence_length, keys=keys)
-        packed = packed.batch(batch_size, drop_remainder=dynamic)
+        packed = self.packed_batches(documents, tokenize, keys, batch_size, training=dynamic)
         return mask_dataset(packed, self.strategy, seed=self.config.train.seed, dynamic=dynamic)
 
     @property
@@ -111,12 +115,9 @@ class MaskedLMTask(Task):
                             reshuffle_each_iteration=True).repeat()
         return rows.batch(data.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
-    def input_keys(self):
-        packed = [F.SEGMENT_IDS, F.POSITION_IDS] if self.config.data.pack else []
-        return [F.TOKEN_IDS, F.PADDING_MASK, F.MASK_POSITIONS] + packed
-
     def split_batch(self, batch):
-        return ({k: batch[k] for k in self.input_keys()}, batch[F.MASK_IDS],
+        keys = self.sequence_inputs(F.TOKEN_IDS, F.PADDING_MASK, F.MASK_POSITIONS)
+        return ({k: batch[k] for k in keys}, batch[F.MASK_IDS],
                 batch[F.MASK_WEIGHTS])
 
     def build_model(self, dtype):
@@ -127,7 +128,8 @@ class MaskedLMTask(Task):
             model, _ = from_pretrained(MaskedLMModel, pretrained_directory(config.model.pretrained),
                                        dropout=config.model.dropout, **common)
             return model
-        return MaskedLMModel(**encoder_kwargs(config, self.tokenizer), **common)
+        return MaskedLMModel(**encoder_kwargs(config, self.tokenizer), **common,
+                             normalize_first=self.normalize_first(config))
 
     # ------------------------------------------------------------ prediction
     def fill_mask(self, model, text, top_k=5):

@@ -10,9 +10,14 @@ from tfmask.tasks.seq2seq_transformer import Seq2SeqTransformerTask
 
 class Seq2SeqLSTMTask(Seq2SeqTransformerTask):
     family = "seq2seq_lstm"
+    uses_decoder_layers = False
 
     @classmethod
     def validate(cls, config):
+        super().validate(config)
+        if config.model.normalize_first is not None:
+            raise ConfigError("model.normalize_first applies to Transformer blocks; "
+                              "seq2seq_lstm has none: remove it.")
         if config.model.lstm_units % 2:
             raise ConfigError(f"model.lstm_units={config.model.lstm_units} must be even "
                               "(bidirectional).")

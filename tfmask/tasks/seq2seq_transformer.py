@@ -15,6 +15,7 @@ from tfmask.data import features as F
 from tfmask.data import masking as M
 from tfmask.data.pipeline import text_pipeline
 from tfmask.data.targets import decoder_inputs
+from tfmask.errors import ConfigError
 from tfmask.models import Seq2SeqTransformerModel
 from tfmask.models.seq2seq import SEQ2SEQ_INPUTS
 from tfmask.tasks.base import AUTOTUNE, Task, load_documents
@@ -26,6 +27,14 @@ class Seq2SeqTransformerTask(Task):
     strategies = ("none", "span_corruption")
     refusal_hint = "denoise the source with span_corruption (T5)"
     generates = True
+    uses_decoder_layers = True
+    default_normalize_first = True
+
+    @classmethod
+    def validate(cls, config):
+        if config.masking.strategy == "span_corruption" and config.train.generate_examples:
+            raise ConfigError("train.generate_examples scores translations with BLEU; a "
+                              "span_corruption run has none: remove it.")
 
     @classmethod
     def vocabulary_keys(cls, config):
@@ -93,10 +102,10 @@ class Seq2SeqTransformerTask(Task):
     def build_model(self, dtype):
         config = self.config
         kwargs = encoder_kwargs(config, self.tokenizer)
-        kwargs.pop("normalize_first")
         kwargs["max_length"] = max(config.data.sequence_length, self.target_length)
         return Seq2SeqTransformerModel(decoder_num_layers=config.model.decoder_num_layers,
-                                       normalize_first=True, **kwargs, dtype=dtype)
+                                       normalize_first=self.normalize_first(config), **kwargs,
+                                       dtype=dtype)
 
     # ------------------------------------------------------------ generation
     def translate(self, model, texts, sampler="greedy", num_beams=4):
@@ -107,13 +116,7 @@ class Seq2SeqTransformerTask(Task):
         output = model.generate(source, mask, max_length=self.target_length + 1,
                                 start_id=self.start_id, sampler=sampler, num_beams=num_beams,
                                 stop_token_ids=[self.tokenizer.sep_id])
-        return [self._text(row[1:]) for row in np.asarray(output)]
-
-    def _text(self, ids):
-        ids = [int(t) for t in ids]
-        sep = self.tokenizer.sep_id
-        ids = ids[: ids.index(sep)] if sep in ids else ids
-        return self.tokenizer.detokenize([ids]).numpy()[0].decode("utf-8")
+        return [self.text_until_end(row[1:]) for row in np.asarray(output)]
 
     def extra_evaluation(self, model):
         count = self.config.train.generate_examples
@@ -137,11 +140,9 @@ class Seq2SeqTransformerTask(Task):
         return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
 
     def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
-        if not text.strip():
-            raise ValueError("the text is empty; give --text a sentence to translate.")
-        pieces = len(self.tokenizer.tokenize([text])[F.TOKEN_IDS].to_list()[0])
-        length = self.config.data.sequence_length
-        if pieces >= length:  # the source is framed as text [SEP]
-            raise ValueError(f"the text has {pieces} tokens; this model reads at most "
-                             f"{length - 1} (data.sequence_length={length}); shorten it.")
+        if self.corrupt is not None:
+            raise ValueError("this run was trained with span_corruption (T5 denoising), which "
+                             "fills sentinels rather than answering text; fine-tune it on a "
+                             "task first.")
+        self.count_pieces(text, self.config.data.sequence_length)  # framed as text [SEP]
         return self.translate(model, [text], sampler, num_beams)

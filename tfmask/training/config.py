@@ -14,12 +14,12 @@ Unknown keys, wrong types and impossible values fail *before* any work
 starts, with one line that names the key and the fix (`ConfigError`).
 Command-line overrides use dotted keys: `--set model.num_layers=4`.
 
-Example:
 Each model family's task (`tfmask.tasks.TASKS`) validates its own part:
 which masking strategies it supports (the rest are refused in one line),
 and what an unset `masking.strategy` means: `random` (BERT's 80/10/10) for
 `mlm`, `none` for every other family.
 
+Example:
 >>> config = config_from_dict({"model": {"family": "mlm"}, "data": {"name": "austen"}})
 >>> config.model.num_layers, config.masking.strategy, config.masking.rate
 (4, 'random', 0.15)
@@ -56,7 +56,9 @@ class ModelConfig:
     dropout: float = 0.1
     num_classes: int = 2
     pooling: str = "cls"
-    normalize_first: bool = False
+    # Pre-LN blocks; null = the family's default (post-LN BERT encoders,
+    # pre-LN decoders and encoder-decoders).
+    normalize_first: Optional[bool] = None
     position: str = "learned"
     # Encoder token-wise layers on real tokens only (tfmask.layers.padding_free).
     # null = on unless XLA (runtime.jit_compile) or TPUs need static shapes.
@@ -329,7 +331,7 @@ def validate(config, check_data=True):
             "selected tokens.")
     if not 0 <= model.dropout < 1:
         raise ConfigError(f"model.dropout={model.dropout} must be in [0, 1): 1 drops everything.")
-    if model.pretrained and model.pretrained != "minilm" and not any(
+    if check_data and model.pretrained and model.pretrained != "minilm" and not any(
             os.path.isfile(os.path.join(model.pretrained, name))
             for name in ("config.json", os.path.join("export", "model.keras"))):
         raise ConfigError(f"model.pretrained={model.pretrained!r} is neither minilm, a folder "

@@ -89,7 +89,20 @@ class Trainer:
             raise ValueError(
                 f"data.batch_size={config.data.batch_size} is the global batch and must be "
                 f"divisible by the {replicas} replicas; change it.")
-        self.task = build_task(config)
+        # The folder first: a locked folder or a refused resume costs no work.
+        self.folder = RunFolder(output_dir)
+        if self.chief:
+            self.folder.acquire()
+            try:
+                resuming = tf.train.latest_checkpoint(self._checkpoint_dir()) is not None
+                self.folder.check_config(config, resuming)  # before anything is written
+                self.task = build_task(config)
+            except BaseException:
+                self.folder.release()
+                raise
+        else:
+            os.makedirs(output_dir, exist_ok=True)
+            self.task = build_task(config)
         with self.strategy.scope():
             self.model = self.task.build_model(dtype=config.runtime.precision)
             self.optimizer = make_optimizer(config)
@@ -119,11 +132,6 @@ class Trainer:
         task_type, index, _ = worker_index()
         return os.path.join(self.output_dir, f"tmp_{task_type}_{index}")
 
-    def _weights(self, labels, weights):
-        if weights is None:
-            return tf.ones(tf.shape(labels), tf.float32)
-        return tf.cast(weights, tf.float32)
-
     def _update_metrics(self, metrics, labels, logits, weights):
         for name, metric in metrics.items():
             if name != "loss":
@@ -139,7 +147,6 @@ class Trainer:
 
         def replica_step(batch):
             inputs, labels, weights = task.split_batch(batch)
-            weights = self._weights(labels, weights)
             with tf.GradientTape() as tape:
                 logits = model(inputs, training=True)
                 local_sum, local_weight = task.loss_terms(labels, logits, weights)
@@ -187,7 +194,6 @@ class Trainer:
 
         def replica_step(batch):
             inputs, labels, weights = task.split_batch(batch)
-            weights = self._weights(labels, weights)
             logits = model(inputs, training=False)
             total, weight = task.loss_terms(labels, logits, weights)
             metrics["loss"].update_state(total / tf.maximum(weight, 1e-9), sample_weight=weight)
@@ -235,9 +241,9 @@ class Trainer:
         loss or gradient stops the run without saving or exporting
         (`TrainingDiverged`); a finished run is not re-exported unless
         `reexport`."""
-        folder = RunFolder(self.output_dir)
+        folder = self.folder
         if self.chief:
-            folder.acquire()
+            folder.acquire()  # again, if an earlier fit() released it
         try:
             with _StopSignals() as stop:
                 return self._fit(folder, stop, reexport)
@@ -246,12 +252,8 @@ class Trainer:
 
     def _fit(self, folder, stop, reexport):
         config = self.config
-        resuming = self.manager.latest_checkpoint is not None
         if self.chief:
-            folder.check_config(config, resuming)  # before anything is written
             folder.clean_temporary_checkpoints()
-        else:
-            os.makedirs(self.output_dir, exist_ok=True)
         self._check_data()
         self.writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "logs"))
         restored = self.manager.restore_or_initialize()
@@ -315,8 +317,8 @@ class Trainer:
         for split in config.train.extra_eval_splits:
             results.update(self.evaluate(split))
         results.update(train_steps=float(step), train_seconds=self.train_seconds)
-        self._report(step, results)
         trained = int(self.step.numpy()) != start or not restored
+        self._report(step, results, log=trained)  # a finished run's rerun logs nothing new
         if trained:
             self.manager.save(checkpoint_number=int(self.step.numpy()))
         if not self.chief:
@@ -332,11 +334,10 @@ class Trainer:
     def _check_data(self):
         """Before training: every split the run reads has examples with the
         keys the task needs (one line naming what is missing otherwise)."""
-        config, task = self.config, self.task
-        splits = [config.data.train_split, config.data.eval_split,
-                  *config.train.extra_eval_splits]
-        for split in splits:
-            task.check_documents(split)
+        config = self.config
+        # The task checked the training split before training its vocabulary.
+        for split in (config.data.eval_split, *config.train.extra_eval_splits):
+            self.task.check_documents(split)
 
     def _check_finite(self):
         bad = int(self.first_nonfinite_step.numpy())
@@ -352,7 +353,7 @@ class Trainer:
         kept = f"the last good checkpoint {kept} is kept" if kept else "no checkpoint was saved"
         raise TrainingDiverged(
             f"the training loss or gradient became NaN/Inf at step {bad}; {kept} and nothing "
-            f"was exported; try: {hint}.")
+            f"was exported; try, in a new --output_dir: {hint}.")
 
     def _steps_in_next_call(self, step):
         """Up to runtime.steps_per_execution steps, never past the end or the
@@ -365,8 +366,9 @@ class Trainer:
                 count = min(count, every - step % every)
         return count
 
-    def _report(self, step, results):
-        self._log({"step": step, **results})
+    def _report(self, step, results, log=True):
+        if log:
+            self._log({"step": step, **results})
         if self.verbose:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items())
             print(f"\nstep {step}: {shown}")
