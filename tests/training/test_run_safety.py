@@ -366,3 +366,13 @@ def test_9_fill_mask_edges_and_a_run_whose_data_moved(tmp_path):
     with pytest.raises(ValueError, match="lie beyond data.sequence_length=32"):
         predictor.predict("she " * 40 + "[MASK]")
     assert np.isfinite(float(line.split(", ")[0].split(" ")[-1]))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--confg", "x.yaml"], "Unknown command line flag 'confg'"),
+    (["--config", TINY_MLM, "extra"], "unexpected arguments ['extra']"),
+])
+def test_8_bad_flags_are_one_line_and_exit_code_2(args, message):
+    completed = run_cli("-m", "tfmask.train", *args)
+    assert completed.returncode == 2 and message in one_error_line(completed.stderr), \
+        completed.stderr[-2000:]
