@@ -28,7 +28,7 @@ HISTORY = "config_history.jsonl"
 HARMLESS = {
     "train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
     "train.generate_examples", "train.extra_eval_splits", "train.max_seconds",
-    "data.eval_batch_size", "runtime.checkpoint_every", "runtime.checkpoint_seconds",
+    "data.eval_split", "data.eval_batch_size", "runtime.checkpoint_every", "runtime.checkpoint_seconds",
     "runtime.keep_checkpoints", "runtime.output_dir", "runtime.export",
     "runtime.export_saved_model", "runtime.strategy", "runtime.num_devices", "runtime.tpu",
     "runtime.jit_compile", "runtime.steps_per_execution",

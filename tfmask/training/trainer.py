@@ -138,8 +138,11 @@ class Trainer:
                 metric.update_state(labels, logits, weights)
 
     def _compiled(self, function):
-        """`function` under XLA when runtime.jit_compile asks, else plain graph."""
-        return tf.function(function, jit_compile=self.config.runtime.jit_compile or None)
+        """`function` under XLA when runtime.jit_compile asks; else as it is,
+        traced inline into the caller's graph (no function-call boundary)."""
+        if self.config.runtime.jit_compile:
+            return tf.function(function, jit_compile=True)
+        return function
 
     def _make_train_step(self):
         model, optimizer, strategy, task = self.model, self.optimizer, self.strategy, self.task
