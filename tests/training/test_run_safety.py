@@ -339,8 +339,8 @@ def test_9_causal_prediction_edges_get_one_line(causal_run):
     assert isinstance(predictor.predict("it is a truth")[0], str)
     with pytest.raises(ValueError, match="the prompt is empty"):
         predictor.predict("")
-    with pytest.raises(ValueError, match=r"the prompt has \d+ tokens, but this model reads at "
-                                         r"most data.sequence_length=32"):
+    with pytest.raises(ValueError, match=r"the prompt has 40 tokens, but this model reads at "
+                                         r"most 31 \(data.sequence_length=32\)"):
         predictor.predict("word " * 40)
     completed = run_cli("-m", "tfmask.predict", "--run", causal_run, "--text", "")
     assert completed.returncode == 2
