@@ -376,3 +376,18 @@ def test_8_bad_flags_are_one_line_and_exit_code_2(args, message):
     completed = run_cli("-m", "tfmask.train", *args)
     assert completed.returncode == 2 and message in one_error_line(completed.stderr), \
         completed.stderr[-2000:]
+
+
+def test_7_checkpoint_seconds_saves_by_wall_time(capsys, tmp_path):
+    # A tiny interval saves after every step; the last 3 are kept.
+    code, _, err = train(capsys, tmp_path, "train.steps=6", "runtime.checkpoint_every=0",
+                         "runtime.checkpoint_seconds=0.000001", "runtime.keep_checkpoints=3",
+                         "runtime.export=false")
+    assert code == 0, err
+    saved = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index"))
+    assert saved == ["ckpt-4.index", "ckpt-5.index", "ckpt-6.index"]
+    code, _, err = train(capsys, tmp_path / "off", "train.steps=6", "runtime.checkpoint_every=0",
+                         "runtime.checkpoint_seconds=0", "runtime.export=false")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "off" / "checkpoints").glob("*.index")) == \
+        ["ckpt-6.index"]  # only the final save
