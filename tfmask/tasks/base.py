@@ -123,10 +123,15 @@ class Task(abc.ABC):
     def validate(cls, config):
         """Family-specific checks beyond `check`; subclasses extend it."""
 
+    @staticmethod
+    def text_feature(config):
+        """The document feature holding the text: pre-segmented words, or text."""
+        return config.data.words_key or config.data.text_key
+
     @classmethod
     def vocabulary_keys(cls, config):
         """Document keys whose text trains a vocabulary (data.vocabulary: train)."""
-        return [config.data.words_key or config.data.text_key]
+        return [cls.text_feature(config)]
 
     # ------------------------------------------------------------ data
     @abc.abstractmethod

@@ -56,12 +56,9 @@ class ClassifierTask(Task):
         elif masking.strategy in NOISE:
             self.training_only.append(mlm_strategy(masking, tokenizer))
 
-    def _text_key(self):
-        return self.config.data.words_key or self.config.data.text_key
-
     def batches(self, documents, batch_size, training):
         data = self.config.data
-        key = self._text_key()
+        key = self.text_feature(self.config)
         documents = documents.map(lambda x: {key: x[key], F.LABELS: self._label(x)})
         strategies = self.always + (self.training_only if training else [])
         # Evaluation keeps the last partial batch (drop_remainder=False).
@@ -106,12 +103,11 @@ class ClassifierTask(Task):
         """Raw texts -> model inputs through the evaluation pipeline (term
         masking included), so what is predicted is what was trained."""
         data = self.config.data
+        if data.words_key:  # prediction takes raw text, not pre-segmented words
+            raise ValueError("predict takes raw text; this run was trained on data.words_key="
+                             f"{data.words_key!r} (pre-segmented words).")
         documents = tf.data.Dataset.from_tensor_slices(
             {data.text_key: tf.constant(texts), data.label_key: tf.zeros(len(texts), tf.int32)})
-        saved = data.words_key
-        if saved:  # prediction takes raw text, not pre-segmented words
-            raise ValueError("predict takes raw text; this run was trained on data.words_key="
-                             f"{saved!r} (pre-segmented words).")
         batch = next(iter(self.batches(documents, len(texts), training=False)))
         return self.split_batch(batch)[0]
 

@@ -85,8 +85,8 @@ class MaskedLMTask(Task):
         `pack` renumbers word (and entity) ids so each names one word of one
         document, as whole-word and entity masking need."""
         data = self.config.data
-        keys = (F.TOKEN_IDS, F.WORD_IDS) + ((F.ENTITY_IDS,) if self.strategy_name == "entity"
-                                            else ())
+        entity = self.config.masking.strategy == "entity"
+        keys = (F.TOKEN_IDS, F.WORD_IDS) + ((F.ENTITY_IDS,) if entity else ())
 
         def tokenize(batch):
             return tokenize_batch(batch, self.tokenizer, data.sequence_length,
@@ -94,10 +94,6 @@ class MaskedLMTask(Task):
 
         packed = self.packed_batches(documents, tokenize, keys, batch_size, training=dynamic)
         return mask_dataset(packed, self.strategy, seed=self.config.train.seed, dynamic=dynamic)
-
-    @property
-    def strategy_name(self):
-        return self.config.masking.strategy
 
     def training_batches(self):
         if self.config.masking.dynamic:

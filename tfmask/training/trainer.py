@@ -186,8 +186,8 @@ class Trainer:
             for _ in tf.range(count):
                 one_step(iterator)
 
-        # One step per call (the default) needs no loop around it: a
-        # tf.while_loop costs ~5% of a small model's step on CPU.
+        # One step per call (the default) runs without a tf.while_loop around
+        # it, the same graph as before steps_per_execution existed.
         single, several = tf.function(one_step), tf.function(train_steps)
         return lambda iterator, count: single(iterator) if count == 1 else several(
             iterator, tf.constant(count, tf.int32))
@@ -245,8 +245,8 @@ class Trainer:
         (`TrainingDiverged`); a finished run is not re-exported unless
         `reexport`."""
         folder = self.folder
-        if self.chief:
-            folder.acquire()  # again, if an earlier fit() released it
+        if self.chief and not folder.locked:  # released by an earlier fit()
+            folder.acquire()
         try:
             with _StopSignals() as stop:
                 return self._fit(folder, stop, reexport)
@@ -408,10 +408,12 @@ class _StopSignals:
         self._previous = {}
 
     def _handle(self, number, frame):
-        if self.signal_number:  # a second signal: stop now
-            signal.default_int_handler(number, frame) if number == signal.SIGINT \
-                else os._exit(128 + number)
-        self.signal_number = number
+        if not self.signal_number:
+            self.signal_number = number
+        elif number == signal.SIGINT:  # a second Ctrl-C: stop now
+            signal.default_int_handler(number, frame)
+        else:
+            os._exit(128 + number)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
