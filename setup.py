@@ -21,6 +21,9 @@ setup(
         "keras>=3.15",
         "keras-hub>=0.32",
         "tensorflow-datasets>=4.9",
+        # tensorflow-datasets imports it for every builder (tfds.load) but declares
+        # it only for Python < 3.9, so a fresh install failed on `tfds:` names.
+        "importlib_resources>=5.0",
         "absl-py>=2.0",
         "pyyaml>=6.0",
         "numpy>=1.26",
@@ -31,11 +34,16 @@ setup(
         # tf.summary (the trainer's TensorBoard logs) needs it; tensorflow 2.21 no
         # longer pulls it in.
         "tensorboard>=2.21,<2.22",
+        # Hugging Face BERT checkpoints (model.safetensors) for model.pretrained;
+        # keras-hub's Hugging Face loader, which the tests compare against, uses it too.
+        "safetensors>=0.4",
+        # Chinese word segmentation for whole-word masking (data.segmenter: rjieba):
+        # jieba's dictionary and accuracy in Rust, ~13x faster than jieba, a 4.6 MB
+        # wheel with no dependencies (benchmarks/segmenters.py).
+        "rjieba>=0.2",
     ],
     extras_require={
-        # safetensors: keras-hub's Hugging Face loader needs it; tests compare our
-        # BERT import against keras_hub.models.BertBackbone.from_preset.
-        "test": ["pytest>=8", "safetensors>=0.4"],
+        "test": ["pytest>=8"],
     },
     license="Apache-2.0",
 )

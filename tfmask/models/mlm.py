@@ -69,7 +69,8 @@ class MaskedLMModel(_EncoderModel):
         sequence = stack(inputs[F.TOKEN_IDS], inputs[F.PADDING_MASK],
                          segment_ids=inputs.get(F.SEGMENT_IDS),
                          position_ids=inputs.get(F.POSITION_IDS))
-        head = MaskedLMHead(token_embedding=stack.embedding,
+        # BERT's head transform uses the encoder's activation (HF `hidden_act`).
+        head = MaskedLMHead(token_embedding=stack.embedding, intermediate_activation=activation,
                             layer_norm_epsilon=layer_norm_epsilon, dtype=dtype,
                             name="mlm_head")
         logits = head(sequence, inputs[F.MASK_POSITIONS])
