@@ -190,7 +190,7 @@ def test_jsonl_explicit_types(tmp_path):
     assert got[1]["n"].dtype == tf.float32
     mixed = write(tmp_path, "mixed.jsonl", jsonl({"text": "a", "n": 1}, {"text": "b", "n": "x"}))
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"Field 'n' in .*mixed.jsonl lines 1-2 does not fit int64"):
+                       match=r"mixed.jsonl line 2: field 'n' holds a string \"x\", not int64"):
         list(jsonl_files(mixed, extra_fields=["n"]))
 
 

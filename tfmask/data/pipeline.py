@@ -17,24 +17,34 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def entity_ids_from_bio(tags):
-    """Word-level BIO tags, ragged [B, W] strings -> entity index per word.
+    """Word-level entity tags, ragged [B, W] strings -> entity index per word.
 
-    Entities are numbered 0, 1, ... within each row; words tagged "O" get -1.
-    An "I-X" that does not continue an entity of type X starts a new one
-    (the usual lenient BIO reading).
+    Reads the usual tagging schemes: BIO (IOB2), IOB1 (an entity may start
+    with I-, B- only splits two adjacent entities of one type), IOBES and
+    BILOU (S-/U- single-word entity, E-/L- its last word), and bare type
+    tags (IO: "PER PER" is one entity). Entities are numbered 0, 1, ...
+    within each row; words tagged "O" (or shorter than 3 characters) get -1.
+    A word continues the previous word's entity when its tag is I-, E-, L-
+    or bare, of the same type, and that entity is still open (the previous
+    tag is not O, E-, S-, L- or U-); any other tagged word starts a new one
+    (the usual lenient reading of broken sequences).
 
     Example:
-    >>> tags = tf.ragged.constant([["B-PER", "I-PER", "O", "B-LOC", "I-ORG"]])
+    >>> tags = tf.ragged.constant([["B-PER", "I-PER", "O", "B-LOC", "I-ORG"],
+    ...                            ["S-PER", "B-LOC", "E-LOC", "I-LOC", "O"]])
     >>> entity_ids_from_bio(tags).to_list()
-    [[0, 0, -1, 1, 2]]
+    [[0, 0, -1, 1, 2], [0, 1, 1, 2, -1]]
     """
     dense = tags.to_tensor(default_value="O")
-    prefix = tf.strings.substr(dense, 0, 2)
-    kind = tf.strings.regex_replace(dense, "^[BI]-", "")
+    prefixed = tf.strings.regex_full_match(dense, "[BIESLU]-.+")
+    prefix = tf.where(prefixed, tf.strings.substr(dense, 0, 2), "I-")  # bare tags: inside
+    kind = tf.strings.regex_replace(dense, "^[BIESLU]-(.)", "\\1")
     outside = tf.equal(dense, "O") | (tf.strings.length(dense) < 3)
+    closes = outside | tf.reduce_any(prefix[..., None] == ["E-", "S-", "L-", "U-"], axis=-1)
     previous_kind = tf.pad(kind[:, :-1], [[0, 0], [1, 0]])
-    previous_outside = tf.pad(outside[:, :-1], [[0, 0], [1, 0]], constant_values=True)
-    continues = tf.equal(prefix, "I-") & ~previous_outside & tf.equal(kind, previous_kind)
+    previous_closed = tf.pad(closes[:, :-1], [[0, 0], [1, 0]], constant_values=True)
+    inside = tf.reduce_any(prefix[..., None] == ["I-", "E-", "L-"], axis=-1)
+    continues = inside & ~previous_closed & tf.equal(kind, previous_kind)
     starts = ~outside & ~continues
     index = tf.cumsum(tf.cast(starts, tf.int32), axis=1) - 1
     dense_ids = tf.where(outside, -1, index)

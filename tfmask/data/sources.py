@@ -10,6 +10,7 @@ for, one document per element, files read in the order given.
 | `jsonl_files`    | JSON object per line              | Python generator |
 | `csv_files`      | row (with a header line)          | Python generator |
 | `tfrecord_files` | `tf.train.Example` record         | `TFRecordDataset` |
+| `tfmask.datasets.formats.conll.conll_files` | sentence of a CoNLL column file | Python generator |
 | `tfds_source`    | example of a TFDS split           | `tfds.load` |
 
 What every source does the same way:
@@ -555,6 +556,40 @@ def _first_document(records, text_of, files):
 # JSONL
 
 
+LIST_SUFFIXES = ("[None]", "[]")
+
+
+def field_spec(name, declared):
+    """One declared extra field -> its per-record `tf.TensorSpec`.
+
+    The declaration is what `jsonl_files`, `csv_files` and `tfrecord_features`
+    take as the value of `extra_fields`: a `tf.TensorSpec`, a dtype, or a
+    dtype name ("int64", "float32", "bool", "string"), with "[None]" (or
+    "[]") appended for a variable-length list, as `list()` prints features:
+
+    >>> field_spec("tags", "string[None]")
+    TensorSpec(shape=(None,), dtype=tf.string, name=None)
+    >>> field_spec("stars", "int64")
+    TensorSpec(shape=(), dtype=tf.int64, name=None)
+    """
+    if isinstance(declared, tf.TensorSpec):
+        return declared
+    shape = []
+    if isinstance(declared, str):
+        for suffix in LIST_SUFFIXES:
+            if declared.endswith(suffix):
+                declared, shape = declared[: -len(suffix)], [None]
+                break
+    try:
+        dtype = tf.as_dtype(declared)
+    except TypeError:
+        raise SourceError(
+            f"extra field {name!r} is declared as {declared!r}, which is not a type; use "
+            "string, int64, float32 or bool, with [None] for a list (e.g. string[None])."
+        ) from None
+    return tf.TensorSpec(shape, dtype)
+
+
 def _json_spec(value, name, where):
     """Per-record TensorSpec of a JSON value (for `extra_fields` given by name)."""
     if isinstance(value, list):
@@ -614,11 +649,64 @@ def _json_value(value, name, spec, path, number):
     if name is None and not isinstance(value, str):
         raise SourceError(
             f"{path} line {number}: the text field is a JSON {type(value).__name__}, "
-            "not a string; pass the text field as text_field=."
+            "not a string or a list of strings; pass the text field as text_field=."
+        )
+    if name is not None and not _json_fits(value, spec):
+        raise SourceError(
+            f"{path} line {number}: field {name!r} holds {_json_kind(value)} "
+            f"{_shorten(value)}, not {_signature(spec)}; fix the line or declare the field's "
+            f"type in extra_fields (e.g. {{{name!r}: {_json_kind_signature(value)!r}}})."
         )
     if spec.dtype == tf.string:
         return [_to_bytes(v) for v in value] if isinstance(value, list) else _to_bytes(value)
     return value
+
+
+_JSON_KINDS = ((bool, "bool"), (int, "int64"), (float, "float32"), (str, "string"))
+
+
+def _json_scalar_fits(value, dtype):
+    if dtype == tf.string:
+        return isinstance(value, str)
+    if dtype == tf.bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if dtype.is_integer else isinstance(value, (int, float))
+
+
+def _json_fits(value, spec):
+    """Whether a JSON value has the declared type (scalar, or 1-D list)."""
+    if spec.shape.rank == 0:
+        return not isinstance(value, (list, dict)) and _json_scalar_fits(value, spec.dtype)
+    if spec.shape.as_list() == [None]:
+        return isinstance(value, list) and all(_json_scalar_fits(v, spec.dtype) for v in value)
+    return True  # fixed shapes: checked when the batch is built
+
+
+def _json_kind(value):
+    if isinstance(value, list):
+        return "a list"
+    for kind, name in _JSON_KINDS:
+        if isinstance(value, kind):
+            return f"a {name}"
+    return f"a JSON {type(value).__name__}"
+
+
+def _json_kind_signature(value):
+    first = value[0] if isinstance(value, list) and value else value
+    name = next((n for kind, n in _JSON_KINDS if isinstance(first, kind)), "string")
+    return f"{name}[None]" if isinstance(value, list) else name
+
+
+def _signature(spec):
+    return spec.dtype.name + ("[None]" if spec.shape.as_list() == [None] else
+                              "" if spec.shape.rank == 0 else str(spec.shape.as_list()))
+
+
+def _shorten(value, width=40):
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def jsonl_files(paths, text_field="text", extra_fields=(), on_decode_error="fail"):
@@ -627,12 +715,15 @@ def jsonl_files(paths, text_field="text", extra_fields=(), on_decode_error="fail
     Args:
         paths: a path, glob or list of them.
         text_field: the field holding the document; it becomes `text`.
-            A null value counts as an empty document.
+            A null value counts as an empty document; a list of strings
+            (pre-tokenized words) is joined with single spaces.
         extra_fields: more fields to keep, under their own names: a sequence
             of names (types taken from the first document: str, int ->
             int64, float -> float32, bool, or a list of one of them), or a
-            dict name -> dtype (scalars) or `tf.TensorSpec` (`[None]` for
-            lists) when the first document is not representative.
+            dict name -> declared type (see `field_spec`: "int64",
+            "string[None]", a dtype or a `tf.TensorSpec`) when the first
+            document is not representative. It may repeat `text_field`
+            (words kept as a list besides the joined `text`).
         on_decode_error: "fail", "replace" or "skip" (see the module doc).
 
     A malformed line, a non-object line or a record without a field fails
@@ -648,24 +739,25 @@ def jsonl_files(paths, text_field="text", extra_fields=(), on_decode_error="fail
     _check_mode(on_decode_error)
     files = resolve_paths(paths)
     names = tuple(extra_fields)
-    if text_field in names or any(n.startswith("_source") for n in names):
-        raise ValueError(f"extra_fields {names} repeats the text field or a reserved name.")
+    _check_names(names, text_field, "extra_fields")
     path, number, first = _first_document(
         _jsonl_records(files, text_field, names), lambda record: record[text_field], files
     )
     spec = _base_spec()
     for name in names:
         given = extra_fields[name] if isinstance(extra_fields, dict) else None
-        if isinstance(given, tf.TensorSpec):
-            spec[name] = given
-        elif given is not None:
-            spec[name] = tf.TensorSpec([], tf.as_dtype(given))
+        if given is not None:
+            spec[name] = field_spec(name, given)
         else:
             spec[name] = _json_spec(first[name], name, f"{path} line {number}")
+        _json_value(first[name], name, spec[name], path, number)  # a wrong type fails now
 
     def records():
         for path, number, record in _jsonl_records(files, text_field, names):
-            example = {F.TEXT: _json_value(record[text_field], None, spec[F.TEXT], path, number),
+            text = record[text_field]
+            if isinstance(text, list) and all(isinstance(w, str) for w in text):
+                text = " ".join(text)  # pre-tokenized words: the text is them, spaced
+            example = {F.TEXT: _json_value(text, None, spec[F.TEXT], path, number),
                        _FILE: path, _RECORD: number}
             for name in names:
                 example[name] = _json_value(record[name], name, spec[name], path, number)
@@ -673,6 +765,14 @@ def jsonl_files(paths, text_field="text", extra_fields=(), on_decode_error="fail
 
     batches = _generator_batches(records, spec, "lines")
     return _finish(batches, on_decode_error, "line", element_spec=_element_spec(spec))
+
+
+def _check_names(names, text_name, argument):
+    """Extra fields must not clash with `text` or the internal keys. The text
+    field itself may be kept too (e.g. `words`, a list that is also the text)."""
+    reserved = [n for n in names if n.startswith("_source") or (n == F.TEXT != text_name)]
+    if reserved or (text_name == F.TEXT and F.TEXT in names):
+        raise ValueError(f"{argument} {names} repeats the text field or a reserved name.")
 
 
 def _element_spec(spec):
@@ -726,9 +826,11 @@ def csv_files(paths, text_column="text", extra_columns=(), delimiter=",", on_dec
         paths: a path, glob or list of them. Every file needs the header.
         text_column: the column holding the document; it becomes `text`.
         extra_columns: more columns to keep under their own names: a
-            sequence of names (kept as strings) or a dict name -> dtype
-            (int or float columns are parsed; a bad value fails naming the
-            file, line and column).
+            sequence of names (kept as strings) or a dict name -> declared
+            type (see `field_spec`; int or float columns are parsed, a bad
+            value fails naming the file, line and column; a list type such
+            as "string[None]" splits the cell on whitespace, e.g. words or
+            tags). It may repeat `text_column` (its words as a list).
         delimiter: one character, e.g. "\\t" for TSV.
         on_decode_error: "fail", "replace" or "skip" (see the module doc).
 
@@ -747,12 +849,14 @@ def csv_files(paths, text_column="text", extra_columns=(), delimiter=",", on_dec
     _check_mode(on_decode_error)
     files = resolve_paths(paths)
     names = tuple(extra_columns)
-    if text_column in names or any(n.startswith("_source") for n in names):
-        raise ValueError(f"extra_columns {names} repeats the text column or a reserved name.")
+    _check_names(names, text_column, "extra_columns")
     spec = _base_spec()
     for name in names:
-        dtype = extra_columns[name] if isinstance(extra_columns, dict) else tf.string
-        spec[name] = tf.TensorSpec([], tf.as_dtype(dtype))
+        declared = extra_columns.get(name) if isinstance(extra_columns, dict) else None
+        spec[name] = field_spec(name, tf.string if declared is None else declared)
+        if spec[name].shape.rank != 0 and spec[name].shape.as_list() != [None]:
+            raise SourceError(f"CSV column {name!r} cannot be {_signature(spec[name])}; declare "
+                              "a scalar type or a whitespace-separated list such as int64[None].")
     # Every header is checked now (one line per file), not at training time.
     for path in files:
         with _open_text(path) as f:
@@ -767,7 +871,11 @@ def csv_files(paths, text_column="text", extra_columns=(), delimiter=",", on_dec
         for path, number, row in _csv_rows(files, text_column, names, delimiter):
             example = {F.TEXT: _to_bytes(row[text_column]), _FILE: path, _RECORD: number}
             for name in names:
-                example[name] = _parse_cell(row[name], spec[name].dtype, name, path, number)
+                if spec[name].shape.rank:  # a list: whitespace-separated values
+                    example[name] = [_parse_cell(v, spec[name].dtype, name, path, number)
+                                     for v in row[name].split()]
+                else:
+                    example[name] = _parse_cell(row[name], spec[name].dtype, name, path, number)
             yield example
 
     batches = _generator_batches(records, spec, "lines")
@@ -864,6 +972,47 @@ def tfrecord_files(paths, feature_spec, text_key="text", on_decode_error="fail",
 
     return _finish(_files_dataset(files).flat_map(read), on_decode_error, "record",
                    has_text=text_key is not None)
+
+
+def tfrecord_features(text_field="text", extra_fields=()):
+    """A `tfrecord_files` feature_spec from declared fields (see `field_spec`).
+
+    Scalars become `FixedLenFeature`s (a record without one fails, naming
+    the file and record), lists ("int64[None]") `RaggedFeature`s (a record
+    without one has an empty list: `tf.train.Example` cannot tell them
+    apart). `tf.train.Example` holds bytes, int64 and float32 only.
+
+    Example:
+    >>> sorted(tfrecord_features("body", {"tags": "string[None]"}).items())[0]
+    ('body', FixedLenFeature(shape=[], dtype=tf.string, default_value=None))
+    """
+    names = tuple(extra_fields)
+    _check_names(names, text_field, "extra_fields")
+    features = {text_field: tf.io.FixedLenFeature([], tf.string)}
+    for name in names:
+        declared = extra_fields.get(name) if isinstance(extra_fields, dict) else None
+        if declared is None:
+            raise SourceError(
+                f"TFRecord field {name!r} needs a declared type (records do not say); pass "
+                f"extra_fields={{{name!r}: 'int64'}} or 'string[None]' and so on."
+            )
+        spec = field_spec(name, declared)
+        if spec.dtype not in (tf.string, tf.int64, tf.float32):
+            raise SourceError(
+                f"extra field {name!r} is {_signature(spec)}, but tf.train.Example holds only "
+                "string, int64 and float32; declare one of those."
+            )
+        if name == text_field:
+            if spec != tf.TensorSpec([], tf.string):
+                raise SourceError(
+                    f"The text feature {name!r} of TFRecord files must be one string, not "
+                    f"{_signature(spec)}; store the words joined by spaces in it."
+                )
+        elif spec.shape.as_list() == [None]:
+            features[name] = tf.io.RaggedFeature(spec.dtype)
+        else:
+            features[name] = tf.io.FixedLenFeature(spec.shape, spec.dtype)
+    return features
 
 
 def _check_first_record(files, parse, compression_type, has_text):

@@ -6,6 +6,7 @@
     load("tfds:imdb_reviews", split="test")                  tensorflow_datasets.load
     load("file:reviews.jsonl", split="all", label_field="stars")
     load("file:data/{split}.csv", split="validation")        one file per split
+    load("file:ner/{split}.conll", split="train")            CoNLL: text, words, tags
 
 Registry datasets must be prepared first (`python -m tfmask.datasets prepare
 NAME`); otherwise `DatasetNotPreparedError` says exactly that. Their cache
@@ -13,12 +14,36 @@ files are checked against the checksums of the manifest once per process.
 Examples come in a fixed pseudo-random order (see `splits`), so
 `take(n)` is a sample, not the first rows of the source; shuffle for training.
 
-Local files (`file:PATH`) go through `tfmask.data.sources`: `.txt` (one
-document per line), `.jsonl` and `.csv`/`.tsv` (document in `text_field`,
-default "text"; an integer `label_field`, if given, becomes `label`). A
-PATH holding `{split}` names one file per split. Otherwise the file is one
-pool: split "all" is all of it, and "train"/"validation"/"test" are a fixed
-80/10/10 partition by a fingerprint of the text (identical texts share a split).
+Local files (`file:PATH`) go through `tfmask.data.sources` and, for CoNLL,
+`tfmask.datasets.formats.conll`. The format follows the extension, or the
+`format` option ("txt", "jsonl", "csv", "tsv", "tfrecord", "conll", e.g. for
+CoNLL-2003's `train.txt`):
+
+    .txt              one document per line (`text` only)
+    .jsonl            the document in `text_field` (default "text"; a list
+                      of strings is joined with spaces)
+    .csv / .tsv       with a header line; the document in column `text_field`
+    .tfrecord         `tf.train.Example`s; the string feature `text_field`
+    .conll            token-per-line columns, blank lines between sentences:
+                      `text`, `words`, `tags` (`token_column`, default 0;
+                      `tag_column`, default -1 the last, None for no tags)
+
+`extra_fields` keeps more fields (JSONL/CSV/TFRecord), in the declaration
+format of `tfmask.data.sources.field_spec`: a mapping name -> "string",
+"int64", "float32", "bool", with "[None]" for a list, e.g.
+
+    load("file:ner.jsonl", split="all", text_field="words",
+         extra_fields={"words": "string[None]", "tags": "string[None]", "stars": "int64"})
+
+(JSONL also takes a list of names, typed from the first record; CSV list
+cells are whitespace-separated.) List fields come out as ragged tensors
+per example, like the registry's `words`/`tags`. An integer `label_field`,
+if given, becomes `label`. A declared field that is missing or has another
+type fails naming the file and line. A PATH holding `{split}` names one
+file per split. Otherwise the file is one pool: split "all" is all of it,
+and "train"/"validation"/"test" are a fixed 80/10/10 partition by a
+fingerprint of `text` (identical texts share a split; CoNLL and word-list
+JSONL have a `text` of the words joined by spaces).
 """
 
 import os
@@ -28,6 +53,7 @@ import tensorflow as tf
 from tfmask.data import features as F
 from tfmask.data import sources
 from tfmask.datasets import builder, cache, records, registry, splits
+from tfmask.datasets.formats import conll
 from tfmask.datasets.errors import CacheCorruptError, DatasetNotPreparedError, prepare_command
 
 FILE_HOLDOUT = (("test", 10), ("validation", 10))  # percent of a single-file pool
@@ -44,8 +70,10 @@ def load(name, split="train", split_by="document", **options):
         split_by: registry datasets: "document" (default) or a grouping a
             dataset offers (rotten_tomatoes: "movie_name").
         **options: for "tfds:": `text_key` and `tensorflow_datasets.load`
-            arguments; for "file:": `text_field`, `label_field`,
-            `on_decode_error`. Registry datasets take none.
+            arguments (`data_dir`, ...); for "file:": `text_field`,
+            `label_field`, `extra_fields`, `format`, `token_column`,
+            `tag_column`, `on_decode_error` (see the module doc). Registry
+            datasets take none.
     """
     if name.startswith(registry.PREFIXES):
         if split_by != "document":
@@ -83,18 +111,28 @@ def _load_tfds(name, split, text_key=F.TEXT, **options):
     return sources.tfds_source(name, split, text_key=text_key, **options)
 
 
-def _load_file(path, split, text_field=F.TEXT, label_field=None, on_decode_error="fail"):
+FILE_FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv",
+                ".tsv": "tsv", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
+                ".conll": "conll"}
+FILE_OPTIONS = ("text_field", "label_field", "extra_fields", "format", "token_column",
+                "tag_column", "on_decode_error")
+
+
+def _load_file(path, split, **options):
+    unknown = sorted(set(options) - set(FILE_OPTIONS))
+    if unknown:
+        raise TypeError(f"file: sources take {', '.join(FILE_OPTIONS)}, not {', '.join(unknown)}.")
     if "{split}" in path:
         if split not in splits.SPLITS:
             raise ValueError(
                 f"file:{path} holds one file per split; pick split from {splits.SPLITS}."
             )
-        return _read_file(path.replace("{split}", split), text_field, label_field, on_decode_error)
+        return _read_file(path.replace("{split}", split), **options)
     if split not in ("all",) + splits.SPLITS:
         raise ValueError(
             f"Split {split!r} of file:{path} must be 'all', 'train', 'validation' or 'test'."
         )
-    dataset = _read_file(path, text_field, label_field, on_decode_error)
+    dataset = _read_file(path, **options)
     if split == "all":
         return dataset
     bounds, low = {}, 0
@@ -113,28 +151,89 @@ def _load_file(path, split, text_field=F.TEXT, label_field=None, on_decode_error
     return dataset.filter(in_split)
 
 
-def _read_file(path, text_field, label_field, on_decode_error):
-    extension = os.path.splitext(path)[1].lower()
-    if extension == ".txt":
-        if label_field is not None:
-            raise ValueError(f"file:{path} is plain text and has no labels; drop label_field=.")
-        return sources.text_files(path, on_decode_error=on_decode_error)
-    extra = {label_field: "int64"} if label_field else {}
-    if extension in (".jsonl", ".json"):
-        dataset = sources.jsonl_files(path, text_field, extra, on_decode_error)
-    elif extension in (".csv", ".tsv"):
-        dataset = sources.csv_files(
-            path, text_field, extra, "\t" if extension == ".tsv" else ",", on_decode_error
-        )
-    else:
+def _read_file(path, text_field=F.TEXT, label_field=None, extra_fields=None, format=None,
+               token_column=0, tag_column=-1, on_decode_error="fail"):
+    """One file (or glob) -> documents; list fields come out ragged, like the
+    registry's `words`/`tags`, so that plain `batch` works on them."""
+    kind = format or FILE_FORMATS.get(_extension(path))
+    if kind not in FILE_FORMATS.values():
+        given = f"format={format!r}" if format else f"extension {_extension(path)!r}"
         raise ValueError(
-            f"file:{path} has extension {extension!r}; use .txt, .jsonl, .csv or .tsv."
+            f"file:{path} has {given}; use .txt, .jsonl, .csv or .tsv (or .tfrecord, .conll), "
+            f"or set data.dataset_options.format to one of {sorted(set(FILE_FORMATS.values()))}."
         )
+    extra = _declared_fields(extra_fields, label_field, path)
+    _refuse_options(path, kind, text_field, label_field, extra_fields, token_column, tag_column)
+    if kind == "txt":
+        dataset = sources.text_files(path, on_decode_error=on_decode_error)
+    elif kind == "conll":
+        dataset = conll.conll_files(path, token_column, tag_column, on_decode_error)
+    elif kind == "jsonl":
+        dataset = sources.jsonl_files(path, text_field, extra, on_decode_error)
+    elif kind == "tfrecord":
+        dataset = sources.tfrecord_files(path, sources.tfrecord_features(text_field, extra),
+                                         text_field, on_decode_error)
+    else:
+        dataset = sources.csv_files(
+            path, text_field, extra, "\t" if kind == "tsv" else ",", on_decode_error
+        )
+    stats = dataset.stats
     if label_field and label_field != "label":
         dataset = dataset.map(
             lambda e: {("label" if k == label_field else k): v for k, v in e.items()}
         )
+    dataset = _ragged_lists(dataset)
+    dataset.stats = stats
     return dataset
+
+
+def _extension(path):
+    return os.path.splitext(path)[1].lower()
+
+
+def _declared_fields(extra_fields, label_field, path):
+    """`extra_fields` (a list of names or a dict name -> type, as
+    `tfmask.data.sources.field_spec` reads it) plus `label_field` as int64."""
+    if extra_fields is None:
+        extra = {}
+    elif isinstance(extra_fields, dict):
+        extra = dict(extra_fields)
+    elif isinstance(extra_fields, (list, tuple)) and all(isinstance(n, str) for n in extra_fields):
+        extra = {name: None for name in extra_fields}
+    else:
+        raise ValueError(
+            f"file:{path}: extra_fields={extra_fields!r} must map field names to types, "
+            "e.g. {words: string[None], tags: string[None], stars: int64}."
+        )
+    if label_field:
+        extra.setdefault(label_field, "int64")
+    return extra  # None: JSONL takes the type from the first record, CSV reads a string
+
+
+def _refuse_options(path, kind, text_field, label_field, extra_fields, token_column,
+                    tag_column):
+    """Options a format has no use for are refused, not ignored."""
+    if kind in ("txt", "conll"):
+        given = [n for n, v in (("text_field", text_field != F.TEXT), ("label_field", label_field),
+                                ("extra_fields", extra_fields)) if v]
+        if given:
+            what = ("plain text and has no labels or fields" if kind == "txt" else
+                    "CoNLL and has text, words and tags only")
+            raise ValueError(f"file:{path} is {what}; drop {', '.join(given)} from "
+                             "data.dataset_options.")
+    if kind != "conll" and (token_column != 0 or tag_column != -1):
+        raise ValueError(f"file:{path} is {kind}, not CoNLL; drop token_column/tag_column "
+                         "from data.dataset_options (or set format: conll).")
+
+
+def _ragged_lists(dataset):
+    """1-D variable-length features -> ragged, the registry datasets' form."""
+    specs = dataset.element_spec
+    lists = [k for k, v in specs.items()
+             if isinstance(v, tf.TensorSpec) and v.shape.rank == 1 and v.shape[0] is None]
+    if not lists:
+        return dataset
+    return dataset.ragged_batch(256, row_splits_dtype=tf.int32).unbatch()
 
 
 def describe(spec):
@@ -170,7 +269,9 @@ def list_datasets(file=None):
     splits and features. Also accepted: "tfds:NAME" and "file:PATH"."""
     text = "\n\n".join(describe(spec) for spec in registry.REGISTRY.specs())
     text += (
-        "\n\nAlso: tfds:NAME (tensorflow_datasets.load, needs internet) and "
-        "file:PATH (.txt, .jsonl, .csv, .tsv)."
+        "\n\nAlso: tfds:NAME (tensorflow_datasets.load, needs internet unless prepared "
+        "in data_dir) and file:PATH (.txt, .jsonl, .csv, .tsv, .tfrecord, .conll; "
+        "extra_fields such as {words: string[None], tags: string[None]} keep annotations; "
+        "see tfmask.datasets.reader)."
     )
     print(text, file=file)
