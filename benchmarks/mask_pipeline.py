@@ -12,7 +12,12 @@ bert-base-uncased vocabulary. A third times the trainer's own input
 packed batches of 32 x 128), whose rate `benchmarks.run_all` divides by
 the model's to give the pipeline's headroom.
 
+A fourth times the same trainer input on raw Chinese text (`peoples_daily`)
+with whole-word masking, with and without the rjieba segmenter
+(`data.segmenter`), so the cost of segmenting shows next to the rows above.
+
     python -m benchmarks.mask_pipeline [--batches 100] [--rounds 3] [--json out.json]
+    python -m benchmarks.mask_pipeline --only-chinese   # the Chinese rows alone
 """
 
 import argparse
@@ -178,6 +183,40 @@ def run_trainer_input(corpus="rotten_tomatoes", batches=40, rounds=3):
             for name, v in speeds.items()}
 
 
+def run_chinese_input(batches=40, rounds=3):
+    """Sequences/s of the trainer's input on raw Chinese text (peoples_daily):
+    raw text -> rjieba-segmented words -> tokens -> whole-word masks -> padded
+    32 x 128 batches, next to the same pipeline with BERT's one word per
+    character (no segmenter), so the table shows what segmenting costs."""
+    from benchmarks.common import race
+    from benchmarks.train_throughput import BATCH as ROWS, PREDICTIONS as PICKS, SEQ
+    from tfmask.tasks import build_task
+    from tfmask.training.config import config_from_dict
+
+    contenders = {}
+    for segmenter in (None, "rjieba"):
+        config = config_from_dict({
+            "model": {"family": "mlm"},
+            "data": {"name": "peoples_daily", "sequence_length": SEQ, "batch_size": ROWS,
+                     "vocabulary_size": 6000, "segmenter": segmenter},
+            "masking": {"strategy": "whole_word", "max_predictions": PICKS}})
+        iterator = iter(build_task(config).train)
+        for _ in range(5):  # fill the shuffle buffer, start the parallel maps
+            next(iterator)
+
+        def run(iterator=iterator):
+            for _ in range(batches):
+                next(iterator)
+            return batches * ROWS
+
+        name = "rjieba words" if segmenter else "BERT split, one word per character"
+        contenders[f"padded rows, whole_word, zh, {name}"] = run
+    speeds = race(contenders, rounds)
+    return {name: {"sequences_per_second": {"median": float(np.median(v)),
+                                            "min": float(np.min(v)), "max": float(np.max(v))}}
+            for name, v in speeds.items()}
+
+
 def report(title, speeds, reference):
     print(f"\n{title}")
     print(f"{'contender':<32} {'seq/s (median)':>15} {'min':>9} {'max':>9} {'vs ' + reference:>16}")
@@ -198,9 +237,17 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--corpus", default="rotten_tomatoes",
                         help="tfmask dataset for the raw-text table; '' to skip it")
+    parser.add_argument("--chinese", type=int, default=1,
+                        help="1: also time raw Chinese text -> segmented whole-word masks")
+    parser.add_argument("--only-chinese", action="store_true",
+                        help="time only the Chinese whole-word rows")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
+    if args.only_chinese:
+        results = {}
+        print_chinese(results)
+        return write_json(results, args.json)
     data = ragged_batches(args.batches)
     contenders = {
         "keras_hub MaskedLMMaskGenerator": keras_hub_contender(),
@@ -223,8 +270,24 @@ def main():
         print(f"\nTrainer input ({args.corpus}): raw text -> tokens -> masks -> 32 x 128 batches")
         for name, entry in results["trainer_input"].items():
             print(f"{name:<32} {entry['sequences_per_second']['median']:15,.0f} seq/s")
-    if args.json:
-        with open(args.json, "w") as f:
+    if args.chinese:
+        print_chinese(results)
+    write_json(results, args.json)
+
+
+def print_chinese(results):
+    results["chinese_input"] = run_chinese_input()
+    print("\nTrainer input (peoples_daily, raw Chinese text): raw text -> segmented words -> "
+          "tokens -> whole-word masks -> 32 x 128 batches")
+    for name, entry in results["chinese_input"].items():
+        seconds = entry["sequences_per_second"]
+        print(f"{name:<62} {seconds['median']:9,.0f} seq/s (min {seconds['min']:,.0f}, "
+              f"max {seconds['max']:,.0f})")
+
+
+def write_json(results, path):
+    if path:
+        with open(path, "w") as f:
             json.dump(results, f, indent=2)
 
 

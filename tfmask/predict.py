@@ -42,7 +42,7 @@ class Predictor:
         import tfmask.layers  # noqa: F401  (registers the layers for loading)
         import tfmask.models  # noqa: F401
         from tfmask.tasks import TASKS
-        from tfmask.text import WordPieceTokenizer
+        from tfmask.tasks.base import config_tokenizer
         from tfmask.training.config import load_config
 
         export = os.path.join(run_dir, "export")
@@ -53,7 +53,7 @@ class Predictor:
         # The run's data may have moved since: prediction needs only the run folder.
         self.config = load_config(os.path.join(run_dir, "config.yaml"), check_data=False)
         vocabulary = os.path.join(export, "vocab.txt")
-        self.tokenizer = WordPieceTokenizer(vocabulary, lowercase=self.config.data.lowercase)
+        self.tokenizer = config_tokenizer(self.config, vocabulary)
         self.task = TASKS.get(self.config.model.family)(self.config, self.tokenizer, vocabulary)
         self.model = keras.models.load_model(os.path.join(export, "model.keras"))
 

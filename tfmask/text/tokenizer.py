@@ -4,6 +4,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from tensorflow_text.python.ops.bert_tokenizer import BasicTokenizer
 
+from tfmask.text.segmentation import Segmenter
 from tfmask.text.special_tokens import SpecialTokens
 
 
@@ -31,11 +32,17 @@ def read_vocabulary(vocabulary):
     return tokens
 
 
-def _pieces_and_word_ids(pieces):
-    """[B, W, P] ragged pieces -> ([B, N] ids, [B, N] word index in its row)."""
+def _pieces_and_word_ids(pieces, word_of_unit=None):
+    """[B, W, P] ragged pieces -> ([B, N] ids, [B, N] word index in its row).
+
+    `word_of_unit`, ragged int [B, W], regroups the W units into words (a
+    segmenter's): each piece then takes its unit's word."""
     token_ids = pieces.merge_dims(1, 2)
     # Global word index of every piece, minus the index of the row's first word.
     global_word = pieces.values.value_rowids()
+    if word_of_unit is not None:
+        return token_ids, token_ids.with_flat_values(
+            tf.gather(word_of_unit.flat_values, global_word))
     row_of_word = pieces.value_rowids()
     first_word_of_row = tf.gather(pieces.row_splits, tf.gather(row_of_word, global_word))
     local_word = tf.cast(global_word - first_word_of_row, tf.int32)
@@ -51,14 +58,18 @@ class WordPieceTokenizer:
     whitespace and punctuation and puts every CJK character in its own word,
     as BERT does for Chinese. **Word ids come from that split** (the ragged
     word dimension of the tokenizer's output), not from guessing with `##`, so
-    whole-word masking works for any vocabulary; for text that is already
-    segmented into words (e.g. gold Chinese word segmentation),
+    whole-word masking works for any vocabulary; with a `segmenter`, runs of
+    CJK characters are grouped into the segmenter's words instead (Chinese
+    whole-word masking; the token ids stay the same); for text that is
+    already segmented into words (e.g. gold Chinese word segmentation),
     `tokenize_words` keeps those words as the unit.
 
     Args:
         vocabulary: path of a `vocab.txt` (one token per line) or a list.
         lowercase: lower-case and strip accents (uncased BERT). Default True.
         special_tokens: `SpecialTokens`; every named one must be in the vocab.
+        segmenter: None (BERT's split), a `tfmask.text.Segmenter` or its name
+            (`data.segmenter`, e.g. "rjieba"): the words of `tokenize`.
 
     Example:
     >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "un",
@@ -69,8 +80,9 @@ class WordPieceTokenizer:
     ([[5, 6, 7, 8, 9]], [[0, 1, 1, 1, 2]])
     """
 
-    def __init__(self, vocabulary, lowercase=True, special_tokens=None):
+    def __init__(self, vocabulary, lowercase=True, special_tokens=None, segmenter=None):
         self.vocabulary = read_vocabulary(vocabulary)
+        self.segmenter = Segmenter(segmenter) if isinstance(segmenter, str) else segmenter
         self.lowercase = lowercase
         self.special_tokens = special_tokens or SpecialTokens()
         self._index = {token: i for i, token in enumerate(self.vocabulary)}
@@ -98,6 +110,12 @@ class WordPieceTokenizer:
     @property
     def vocabulary_size(self):
         return len(self.vocabulary)
+
+    @property
+    def module(self):
+        """The tensorflow-text tokenizer (a `tf.Module` holding the vocabulary
+        table), for exports that must track it."""
+        return self._tokenizer
 
     def token_to_id(self, token):
         if token not in self._index:
@@ -144,16 +162,24 @@ class WordPieceTokenizer:
             )
         return [self._index[n] for n in names]
 
-    def tokenize(self, texts):
-        """Strings [B] -> dict of ragged `token_ids`, `word_ids`, `words` [B, None]."""
+    def tokenize(self, texts, segment=True):
+        """Strings [B] -> dict of ragged `token_ids`, `word_ids`, `words` [B, None].
+
+        Words are BERT's split, or the segmenter's words when there is one
+        and `segment`. The token ids are the same either way: graphs that
+        need only them pass `segment=False` (a SavedModel cannot hold the
+        Python segmenter)."""
         texts = tf.convert_to_tensor(texts, tf.string)
         pieces = self._tokenizer.tokenize(texts)  # [B, W, P]
-        token_ids, word_ids = _pieces_and_word_ids(pieces)
-        return {
-            "token_ids": token_ids,
-            "word_ids": word_ids,
-            "words": self._basic.tokenize(texts),
-        }
+        if self.segmenter is None or not segment:
+            token_ids, word_ids = _pieces_and_word_ids(pieces)
+            return {"token_ids": token_ids, "word_ids": word_ids,
+                    "words": self._basic.tokenize(texts)}
+        # The pieces' W units are the basic split below: the segmenter groups them.
+        words, word_of_unit = self.segmenter.group(*self._basic.tokenize_with_offsets(texts),
+                                                   batch_size=texts.shape[0])
+        token_ids, word_ids = _pieces_and_word_ids(pieces, word_of_unit)
+        return {"token_ids": token_ids, "word_ids": word_ids, "words": words}
 
     def tokenize_words(self, words):
         """Pre-segmented words, ragged [B, W] strings -> same dict as `tokenize`.
@@ -179,7 +205,8 @@ class WordPieceTokenizer:
         >>> rows["token_ids"].numpy().tolist()
         [[5, 6, 3, 0, 0]]
         """
-        return self.frame(self.tokenize(texts)["token_ids"], sequence_length, framing, reserve)
+        token_ids = self.tokenize(texts, segment=False)["token_ids"]
+        return self.frame(token_ids, sequence_length, framing, reserve)
 
     def frame(self, token_ids, sequence_length, framing="cls_sep", reserve=0, word_ids=None):
         """Ragged ids [B, None] -> framed dense rows with this vocabulary's ids."""
