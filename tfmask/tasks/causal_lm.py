@@ -9,6 +9,8 @@
   own prompt mask.
 """
 
+import tensorflow as tf
+
 from tfmask.data import features as F
 from tfmask.data import masking as M
 from tfmask.data.targets import next_token_targets
@@ -73,17 +75,28 @@ class CausalLMTask(Task):
                              normalize_first=self.normalize_first(self.config),
                              packed=self.config.data.pack, dtype=dtype)
 
-    def continue_text(self, model, text, sampler="greedy", num_beams=4):
-        """The text generated after `text` (up to [SEP] or the length limit)."""
-        import numpy as np
-
+    def serve(self, model, texts, top_k=5, sampler="greedy", num_beams=4):
+        """Prompts [B] -> {"text": their continuations [B]} (up to [SEP] or
+        data.sequence_length tokens in all; a prompt that fills the row gets
+        an empty continuation)."""
         length = self.config.data.sequence_length
-        prompt_length = self.count_pieces(text, length, what="prompt")
-        rows = self.tokenizer.encode([text], length, framing="none")
-        output = model.generate(rows[F.TOKEN_IDS], np.array([prompt_length]), max_length=length,
+        rows = self.tokenizer.encode(texts, length, framing="none")
+        prompt_lengths = tf.reduce_sum(tf.cast(rows[F.PADDING_MASK], tf.int32), axis=1)
+        # Decoding starts after the shortest prompt; an empty one has no last token.
+        check = tf.debugging.assert_positive(
+            prompt_lengths, message="a prompt is empty: give every text some words.")
+        with tf.control_dependencies([check]):
+            prompt_lengths = tf.identity(prompt_lengths)
+        output = model.generate(rows[F.TOKEN_IDS], prompt_lengths, max_length=length,
                                 sampler=sampler, num_beams=num_beams,
                                 stop_token_ids=[self.tokenizer.sep_id])
-        return self.text_until_end(np.asarray(output)[0][prompt_length:])
+        return {"text": self.text_until_end(output, start=prompt_lengths)}
+
+    def continue_text(self, model, text, sampler="greedy", num_beams=4):
+        """The text generated after `text` (up to [SEP] or the length limit)."""
+        self.count_pieces(text, self.config.data.sequence_length, what="prompt")
+        output = self.serve(model, tf.constant([text]), sampler=sampler, num_beams=num_beams)
+        return output["text"].numpy()[0].decode("utf-8")
 
     def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
         return [self.continue_text(model, text, sampler, num_beams)]

@@ -12,11 +12,11 @@ import tensorflow as tf
 
 from tfmask.data import features as F
 from tfmask.data import masking as M
-from tfmask.data.pipeline import text_pipeline
+from tfmask.data.pipeline import text_pipeline, tokenize_batch
 from tfmask.errors import ConfigError
 from tfmask.models import ClassifierModel
 from tfmask.models.pretrained import from_pretrained, pretrained_directory
-from tfmask.tasks.base import Task, softmax
+from tfmask.tasks.base import Task
 from tfmask.tasks.mlm import check_pretrained_architecture, encoder_kwargs, mlm_strategy
 from tfmask.training.config import padding_free
 
@@ -42,6 +42,12 @@ class ClassifierTask(Task):
         masking = config.masking
         if masking.strategy == "term" and not (masking.terms or masking.patterns):
             raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
+        if (masking.strategy == "term" and config.data.segmenter
+                and config.runtime.export and config.runtime.export_saved_model):
+            raise ConfigError(
+                f"masking.strategy=term on data.segmenter={config.data.segmenter} words cannot "
+                "be served from a SavedModel (the segmenter is Python, not a graph op): set "
+                "runtime.export_saved_model: false (predict still works).")
 
     def __init__(self, config, tokenizer=None, vocabulary_path=None):
         super().__init__(config, tokenizer, vocabulary_path)
@@ -100,23 +106,34 @@ class ClassifierTask(Task):
 
     # ------------------------------------------------------------ prediction
     def model_inputs(self, texts):
-        """Raw texts -> model inputs through the evaluation pipeline (term
-        masking included), so what is predicted is what was trained."""
+        """Raw texts [B] -> model inputs, tokenized and term-masked as in
+        evaluation (no training noise), so what is predicted is what was
+        trained. Graph ops only: the exported serving signature runs it."""
         data = self.config.data
         if data.words_key:  # prediction takes raw text, not pre-segmented words
             raise ValueError("predict takes raw text; this run was trained on data.words_key="
                              f"{data.words_key!r} (pre-segmented words).")
-        documents = tf.data.Dataset.from_tensor_slices(
-            {data.text_key: tf.constant(texts), data.label_key: tf.zeros(len(texts), tf.int32)})
-        batch = next(iter(self.batches(documents, len(texts), training=False)))
-        return self.split_batch(batch)[0]
+        texts = tf.convert_to_tensor(texts, tf.string)
+        if not self.always:  # token ids only (no words, so no segmenter in the graph)
+            batch = self.tokenizer.encode(texts, data.sequence_length)
+        else:
+            batch = tokenize_batch({data.text_key: texts}, self.tokenizer,
+                                   data.sequence_length, text_key=data.text_key)
+        for index, strategy in enumerate(self.always):
+            batch = strategy(batch, seed=[self.config.train.seed, index])
+        return {F.TOKEN_IDS: batch[F.TOKEN_IDS], F.PADDING_MASK: batch[F.PADDING_MASK]}
+
+    def serving_resources(self):
+        return super().serving_resources() + [r for s in self.always for r in s.resources()]
+
+    def serve(self, model, texts, top_k=5, sampler="greedy", num_beams=4):
+        """Texts [B] -> {"probabilities": [B, num_classes]}."""
+        logits = model(self.model_inputs(texts), training=False)
+        return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
 
     def classify(self, model, text):
         """Class probabilities of one text."""
-        import numpy as np
-
-        logits = np.asarray(model(self.model_inputs([text])))[0]
-        return softmax(logits).tolist()
+        return self.serve(model, tf.constant([text]))["probabilities"].numpy()[0].tolist()
 
     def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
         return [" ".join(f"class {i}: {p:.3f}" for i, p in enumerate(self.classify(model, text)))]

@@ -110,13 +110,18 @@ class Seq2SeqTransformerTask(Task):
     # ------------------------------------------------------------ generation
     def translate(self, model, texts, sampler="greedy", num_beams=4):
         """Texts -> generated texts (up to the first [SEP])."""
-        import numpy as np
+        output = self.serve(model, tf.constant(texts), sampler=sampler, num_beams=num_beams)
+        return [t.decode("utf-8") for t in output["text"].numpy()]
 
+    def serve(self, model, texts, top_k=5, sampler="greedy", num_beams=4):
+        """Source texts [B] -> {"text": generated texts [B]}."""
+        if self.corrupt is not None:
+            raise ValueError(self.SPAN_CORRUPTION_PREDICT)
         source, mask = self.encode_sources(texts)
         output = model.generate(source, mask, max_length=self.target_length + 1,
                                 start_id=self.start_id, sampler=sampler, num_beams=num_beams,
                                 stop_token_ids=[self.tokenizer.sep_id])
-        return [self.text_until_end(row[1:]) for row in np.asarray(output)]
+        return {"text": self.text_until_end(output, start=1)}
 
     def extra_evaluation(self, model):
         count = self.config.train.generate_examples
@@ -139,10 +144,12 @@ class Seq2SeqTransformerTask(Task):
             references += [" ".join(w.decode("utf-8") for w in row) for row in words]
         return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
 
+    SPAN_CORRUPTION_PREDICT = ("this run was trained with span_corruption (T5 denoising), which "
+                               "fills sentinels rather than answering text; fine-tune it on a "
+                               "task first.")
+
     def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
         if self.corrupt is not None:
-            raise ValueError("this run was trained with span_corruption (T5 denoising), which "
-                             "fills sentinels rather than answering text; fine-tune it on a "
-                             "task first.")
+            raise ValueError(self.SPAN_CORRUPTION_PREDICT)
         self.count_pieces(text, self.config.data.sequence_length)  # framed as text [SEP]
         return self.translate(model, [text], sampler, num_beams)

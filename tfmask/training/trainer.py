@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmask.errors import Interrupted, TrainingDiverged
+from tfmask.serving import export_serving
 from tfmask.tasks import build_task
 from tfmask.training.run_folder import RunFolder, replace_folder
 from tfmask.training.schedule import WarmupDecay
@@ -380,8 +381,9 @@ class Trainer:
         return os.path.join(self.output_dir, "export", *names)
 
     def export(self):
-        """`model.keras` (Keras format, reloadable with tfmask imported) and a
-        SavedModel for serving, plus the vocabulary the model reads; written
+        """`model.keras` (Keras format, reloadable with tfmask imported), a
+        SavedModel that serves raw text (`tfmask.serving`: tokenizer, input
+        masking and decoding inside), and the vocabulary; written
         into a temporary folder that replaces `export/` only when complete."""
         path = self._export_path()
         temporary = f"{path}.tmp-{os.getpid()}"
@@ -390,8 +392,7 @@ class Trainer:
         shutil.copy(self.task.vocabulary_path, os.path.join(temporary, "vocab.txt"))
         self.model.save(os.path.join(temporary, "model.keras"))
         if self.config.runtime.export_saved_model:
-            self.model.export(os.path.join(temporary, "saved_model"), format="tf_saved_model",
-                              verbose=False)
+            export_serving(self.task, self.model, os.path.join(temporary, "saved_model"))
         replace_folder(temporary, path)
         return path
 

@@ -55,6 +55,11 @@ class MaskingStrategy(abc.ABC):
         seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
         return self.apply(dict(batch), seed)
 
+    def resources(self):
+        """Lookup tables and other TF resources the strategy's ops read; an
+        export that serves the strategy must track them."""
+        return []
+
     @abc.abstractmethod
     def apply(self, batch, seed):
         """Returns the masked batch; `seed` is an int64 [2] tensor."""
