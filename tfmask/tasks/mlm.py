@@ -1,8 +1,11 @@
 """The masked-LM family: BERT-style pre-training with a tied MLM head.
 
 Masking is what this family trains on, so it always has a strategy:
-`random` (BERT 80/10/10) unless the config names `whole_word`, `span` or
-`entity`. Rows may be packed (`data.pack`), masks drawn anew every epoch
+`random` (BERT 80/10/10) unless the config names `whole_word`, `span`,
+`entity` (ERNIE: whole entities from word-level tags first) or `term`
+(key-term / salient-span masking: words matching `masking.terms` /
+`masking.patterns` are the units masked first, the rest of the budget goes to
+random whole words). Rows may be packed (`data.pack`), masks drawn anew every epoch
 (RoBERTa) or once (`masking.dynamic: false`, BERT).
 """
 
@@ -11,14 +14,17 @@ import tensorflow as tf
 from tfmask.data import features as F
 from tfmask.data import masking as M
 from tfmask.data.pipeline import mask_dataset, text_pipeline, tokenize_batch
-from tfmask.errors import ConfigError
+from tfmask.errors import ConfigError, RunError
 from tfmask.models import MaskedLMModel
 from tfmask.models.pretrained import from_pretrained, pretrained_directory
-from tfmask.tasks.base import AUTOTUNE, WHOLE_SPLIT, Task, load_documents, softmax
+from tfmask.tasks.base import AUTOTUNE, WHOLE_SPLIT, Task, load_documents
 from tfmask.training.config import padding_free
 
+ENTITY_TAGS = "tags"  # the word-level feature `tokenize_batch` turns into entity_ids
 MLM_STRATEGIES = {"random": M.RandomTokenMasking, "whole_word": M.WholeWordMasking,
-                  "span": M.SpanMasking, "entity": M.EntityMasking}
+                  "span": M.SpanMasking, "entity": M.EntityMasking,
+                  # Key terms are the units entity masking masks first.
+                  "term": M.EntityMasking}
 
 
 def mlm_strategy(masking, tokenizer):
@@ -26,10 +32,24 @@ def mlm_strategy(masking, tokenizer):
     kwargs = dict(rate=masking.rate, mask_ratio=masking.mask_ratio,
                   random_ratio=masking.random_ratio, max_predictions=masking.max_predictions,
                   special_token_ids=tokenizer.special_token_ids(), pad_id=tokenizer.pad_id)
-    if masking.strategy == "entity":
+    if masking.strategy in ("entity", "term"):
         kwargs["entity_probability"] = masking.entity_probability
     return MLM_STRATEGIES[masking.strategy](tokenizer.vocabulary_size, tokenizer.mask_id,
                                             **kwargs)
+
+
+def check_key_terms(config):
+    """Key-term masking (mlm + term) needs terms and predicts them BERT-style."""
+    masking = config.masking
+    if masking.strategy != "term":
+        return
+    if not (masking.terms or masking.patterns):
+        raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
+    if masking.term_replacement != "mask":
+        raise ConfigError(
+            f"masking.term_replacement={masking.term_replacement} applies to a classifier's "
+            "term masking; a masked LM predicts key terms with 80/10/10 (masking.mask_ratio, "
+            "masking.random_ratio): remove it.")
 
 
 def check_pretrained_architecture(config):
@@ -62,21 +82,55 @@ class MaskedLMTask(Task):
     @classmethod
     def validate(cls, config):
         check_pretrained_architecture(config)
+        check_key_terms(config)
         if config.masking.strategy == "entity" and not config.data.words_key:
             raise ConfigError(
                 "masking.strategy=entity needs word-level entity tags: set data.words_key "
                 "(e.g. words) on a dataset with `words` and BIO `tags` (e.g. wnut16).")
 
+    def required_features(self):
+        """Entity masking also reads word-level entity `tags` (BIO, IOB1, IOBES)."""
+        features = super().required_features()
+        if self.config.masking.strategy == "entity":
+            features["masking.strategy=entity"] = ENTITY_TAGS
+        return features
+
+    def check_documents(self, split):
+        """The base checks; for entity masking first one line naming what
+        word-level features are missing and how to provide them."""
+        if self.config.masking.strategy == "entity":
+            data = self.config.data
+            available = sorted(load_documents(self.config, split).element_spec)
+            missing = [f for f in (data.words_key, ENTITY_TAGS) if f not in available]
+            if missing:
+                fix = ("declare them in data.dataset_options.extra_fields (e.g. {words: "
+                       "'string[None]', tags: 'string[None]'}) or use a .conll file"
+                       if data.name.startswith("file:") else
+                       "use a dataset with them (e.g. wnut16) or another masking.strategy")
+                names = " or ".join(map(repr, missing))
+                raise RunError(
+                    f"data.name={data.name} split {split!r} has no {names}"
+                    f" feature, but masking.strategy=entity needs word-level words "
+                    f"(data.words_key) and entity tags ('{ENTITY_TAGS}', BIO/IOB1/IOBES); it has "
+                    f"{', '.join(available)}: {fix}.")
+        super().check_documents(split)
+
     def __init__(self, config, tokenizer=None, vocabulary_path=None):
         super().__init__(config, tokenizer, vocabulary_path)
         self.strategy = mlm_strategy(config.masking, self.tokenizer)
+        masking = config.masking
+        # Key-term masking: matching words become the units masked first.
+        self.key_terms = (M.KeyTermUnits(masking.terms, masking.patterns,
+                                         lowercase=self.tokenizer.lowercase)
+                          if masking.strategy == "term" else None)
 
     def batches(self, documents, batch_size, training):
         data = self.config.data
         if data.pack:
             return self._packed(documents, batch_size, training)
         return text_pipeline(documents, self.tokenizer, data.sequence_length, batch_size,
-                             strategies=[self.strategy], seed=self.config.train.seed,
+                             strategies=[s for s in (self.key_terms, self.strategy) if s],
+                             seed=self.config.train.seed,
                              dynamic=training, words_key=data.words_key, text_key=data.text_key,
                              drop_remainder=training)
 
@@ -85,12 +139,14 @@ class MaskedLMTask(Task):
         `pack` renumbers word (and entity) ids so each names one word of one
         document, as whole-word and entity masking need."""
         data = self.config.data
-        entity = self.config.masking.strategy == "entity"
+        entity = self.config.masking.strategy in ("entity", "term")
         keys = (F.TOKEN_IDS, F.WORD_IDS) + ((F.ENTITY_IDS,) if entity else ())
 
         def tokenize(batch):
-            return tokenize_batch(batch, self.tokenizer, data.sequence_length,
+            rows = tokenize_batch(batch, self.tokenizer, data.sequence_length,
                                   text_key=data.text_key, words_key=data.words_key)
+            # Key terms are matched on each document's words, before packing.
+            return self.key_terms(rows, seed=[0, 0]) if self.key_terms else rows
 
         packed = self.packed_batches(documents, tokenize, keys, batch_size, training=dynamic)
         return mask_dataset(packed, self.strategy, seed=self.config.train.seed, dynamic=dynamic)
@@ -128,44 +184,67 @@ class MaskedLMTask(Task):
                              normalize_first=self.normalize_first(config))
 
     # ------------------------------------------------------------ prediction
+    def fill_mask_inputs(self, texts):
+        """Texts [B] with "[MASK]" markers -> model inputs: the text between
+        markers tokenized as in training, a [MASK] id per marker, framed
+        [CLS] ... [SEP]; `mask_positions` holds the first
+        masking.max_predictions [MASK] positions (0 in unused slots) and
+        `mask_found` which slots hold one. Graph ops only (served)."""
+        tokenizer, data = self.tokenizer, self.config.data
+        width = self.config.masking.max_predictions
+        parts = tf.strings.split(tf.convert_to_tensor(texts, tf.string), "[MASK]")  # [B, P]
+        pieces = tokenizer.tokenize(parts.flat_values, segment=False)[F.TOKEN_IDS]  # [B*P, N]
+        # Every part but a row's last is followed by one [MASK].
+        part_index = tf.range(tf.shape(parts.flat_values)[0], dtype=tf.int64)
+        row_ends = tf.gather(parts.row_splits[1:], parts.value_rowids()) - 1
+        marker = tf.fill([tf.shape(part_index)[0], 1], tf.cast(tokenizer.mask_id, pieces.dtype))
+        marker = tf.ragged.boolean_mask(marker, (part_index < row_ends)[:, None])
+        ids = tf.concat([pieces, marker], axis=1)
+        ids = tf.RaggedTensor.from_row_splits(ids, parts.row_splits).merge_dims(1, 2)
+        rows = tokenizer.frame(ids, data.sequence_length)
+        token_ids, real = rows[F.TOKEN_IDS], rows[F.PADDING_MASK]
+        is_mask = token_ids == tokenizer.mask_id
+        # Stable sort puts the [MASK] positions first, in order.
+        order = tf.argsort(tf.cast(~is_mask, tf.int32), axis=1, stable=True)[:, :width]
+        order = tf.pad(order, [[0, 0], [0, tf.maximum(width - tf.shape(order)[1], 0)]])
+        found = tf.gather(is_mask, order, batch_dims=1)
+        inputs = {F.TOKEN_IDS: token_ids, F.PADDING_MASK: real,
+                  F.MASK_POSITIONS: tf.where(found, order, 0)}
+        if data.pack:  # one document per row: segment 1, positions from 0
+            inputs[F.SEGMENT_IDS] = tf.cast(real, tf.int32)
+            inputs[F.POSITION_IDS] = tf.where(real, tf.range(tf.shape(real)[1])[None, :], 0)
+        return inputs, found
+
+    def serve(self, model, texts, top_k=5, sampler="greedy", num_beams=4):
+        """Texts [B] with [MASK]s -> per [MASK] slot (masking.max_predictions
+        of them): `positions` (token index, -1 for an unused slot), the
+        `top_k` candidate `tokens` / `token_ids` and their `probabilities`."""
+        inputs, found = self.fill_mask_inputs(texts)
+        logits = tf.cast(model(inputs, training=False), tf.float32)  # [B, W, V]
+        probabilities, token_ids = tf.math.top_k(tf.nn.softmax(logits, axis=-1), k=top_k)
+        vocabulary = tf.constant(self.tokenizer.vocabulary)
+        return {"positions": tf.where(found, tf.cast(inputs[F.MASK_POSITIONS], tf.int32), -1),
+                "token_ids": token_ids, "tokens": tf.gather(vocabulary, token_ids),
+                "probabilities": probabilities}
+
     def fill_mask(self, model, text, top_k=5):
         """[(token position, [(token, probability)] * top_k)] per [MASK] of `text`."""
-        import numpy as np
-
-        tokenizer = self.tokenizer
-        ids = []
-        for i, part in enumerate(text.split("[MASK]")):
-            if i:
-                ids.append(tokenizer.mask_id)
-            if part.strip():
-                ids += tokenizer.tokenize([part])[F.TOKEN_IDS].to_list()[0]
-        wanted = ids.count(tokenizer.mask_id)
+        wanted = text.count("[MASK]")
         if not wanted:
             raise ValueError("fill-mask needs at least one [MASK] in the text.")
         length, width = self.config.data.sequence_length, self.config.masking.max_predictions
         if wanted > width:
             raise ValueError(f"the text has {wanted} [MASK]s; this model predicts at most "
                              f"masking.max_predictions={width} per text: split the text.")
-        rows = tokenizer.frame(tf.ragged.constant([ids], tf.int32), length)
-        ids = rows[F.TOKEN_IDS].numpy()[0]
-        positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_id]
+        output = {k: v.numpy()[0] for k, v in self.serve(model, tf.constant([text]),
+                                                         top_k=top_k).items()}
+        positions = [int(p) for p in output["positions"] if p >= 0]
         if len(positions) < wanted:
             raise ValueError(f"{wanted - len(positions)} of the text's [MASK]s lie beyond "
                              f"data.sequence_length={length} tokens; shorten the text.")
-        inputs = {F.TOKEN_IDS: ids[None], F.PADDING_MASK: rows[F.PADDING_MASK].numpy(),
-                  F.MASK_POSITIONS: np.array([(positions + [0] * width)[:width]], "int32")}
-        if self.config.data.pack:  # one document: segment 1, positions from 0
-            real = inputs[F.PADDING_MASK][0]
-            inputs[F.SEGMENT_IDS] = real[None].astype("int32")
-            inputs[F.POSITION_IDS] = np.where(real, np.arange(len(real)), 0)[None].astype("int32")
-        logits = np.asarray(model(inputs))[0]
-        results = []
-        for slot, position in enumerate(positions[:width]):
-            probabilities = softmax(logits[slot])
-            best = np.argsort(-probabilities)[:top_k]
-            results.append((position, [(tokenizer.id_to_token(int(t)), float(probabilities[t]))
-                                       for t in best]))
-        return results
+        return [(position, [(token.decode("utf-8"), float(p)) for token, p in
+                            zip(output["tokens"][slot], output["probabilities"][slot])])
+                for slot, position in enumerate(positions)]
 
     def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
         return [f"[MASK] at token {position}: " + ", ".join(f"{token} {p:.3f}"

@@ -8,6 +8,7 @@
 | `EntityMasking`       | whole entities first, then words                 | + word_ids, entity_ids |
 | `SpanCorruption`      | T5 sentinels; encoder/decoder features           | token_ids |
 | `TermMasking`         | nuisance terms / regex words (mask/random/drop)  | token_ids, word_ids, words |
+| `KeyTermUnits`        | key terms as units for `EntityMasking` (MLM)     | word_ids, words |
 | `FeatureMasking`      | dense features Y = M * X (element/timestep/block)| inputs |
 | `PromptLossMasking`   | loss weights 0 on prompt tokens                  | token_ids |
 """
@@ -21,11 +22,12 @@ from tfmask.data.masking.span_corruption import (
     random_spans_noise_mask,
     span_corruption_lengths,
 )
-from tfmask.data.masking.terms import TermMasking
+from tfmask.data.masking.terms import KeyTermUnits, TermMasking, TermMatcher
 
 __all__ = [
     "EntityMasking",
     "FeatureMasking",
+    "KeyTermUnits",
     "MaskedLMStrategy",
     "MaskingStrategy",
     "PromptLossMasking",
@@ -33,6 +35,7 @@ __all__ = [
     "SpanCorruption",
     "SpanMasking",
     "TermMasking",
+    "TermMatcher",
     "WholeWordMasking",
     "random_spans_noise_mask",
     "select_units",

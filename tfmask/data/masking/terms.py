@@ -1,4 +1,7 @@
-"""Masking nuisance terms (names, ages, genders, ...) before fine-tuning."""
+"""Terms and patterns in text: hidden from a classifier (`TermMasking`:
+names, ages, genders before fine-tuning) or predicted first by a masked LM
+(`KeyTermUnits` + `EntityMasking`: key-term / salient-span masking). Both
+match words with one `TermMatcher`."""
 
 import re
 
@@ -11,8 +14,108 @@ from tfmask.data.masking.base import (
     regular_token_ids,
     require_keys,
 )
+from tfmask.data.pipeline import words_to_tokens
 
 REPLACEMENTS = ("mask", "random", "drop")
+
+
+class TermMatcher:
+    """Which words of a batch are listed terms or match a pattern.
+
+    A word matches when it equals a listed term (multi-word terms match runs
+    of words, e.g. "tom hanks") or fully matches one of the regular
+    expressions (RE2 syntax). Terms are compared lower-cased when
+    `lowercase` (as an uncased tokenizer's words are).
+
+    Example:
+    >>> import tensorflow as tf
+    >>> matcher = TermMatcher(terms=["tom hanks"], patterns=[r"\\d+"])
+    >>> matcher(tf.ragged.constant([["tom", "hanks", "is", "66"]])).numpy().tolist()
+    [[True, True, False, True]]
+    """
+
+    def __init__(self, terms=(), patterns=(), lowercase=True, owner="TermMatcher"):
+        terms = [t.lower() if lowercase else t for t in terms]
+        terms = [" ".join(t.split()) for t in terms if t.strip()]
+        if not terms and not patterns:
+            raise ValueError(f"{owner} needs at least one term or pattern.")
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"Pattern {pattern!r} is not a valid regex: {error}.") from None
+        self._pattern = "|".join(f"(?:{p})" for p in patterns) if patterns else None
+        terms_by_length = {}
+        for term in terms:
+            terms_by_length.setdefault(len(term.split()), set()).add(term)
+        self._tables = {
+            n: tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(sorted(ts), tf.ones(len(ts), tf.int32)),
+                default_value=0,
+            )
+            for n, ts in terms_by_length.items()
+        }
+
+    def resources(self):
+        """The term lookup tables (an export that serves the matcher tracks them)."""
+        return list(self._tables.values())
+
+    def __call__(self, words):
+        """Words [B, W] (ragged, or dense padded with "") -> dense bool [B, W_max]."""
+        if not isinstance(words, tf.RaggedTensor):
+            words = tf.RaggedTensor.from_tensor(words, padding="")
+        dense_words = words.to_tensor(default_value="")
+        matched = tf.zeros(tf.shape(dense_words), tf.bool)
+        if self._pattern is not None:
+            matched = tf.strings.regex_full_match(dense_words, self._pattern) & (dense_words != "")
+        width = tf.shape(dense_words)[1]
+        for n, table in self._tables.items():
+            grams = tf.strings.ngrams(words, n, separator=" ").to_tensor(default_value="")
+            hits = table.lookup(grams) > 0  # [B, W - n + 1]
+            # A hit at j covers words j .. j + n - 1.
+            for offset in range(n):
+                shifted = tf.pad(hits, [[0, 0], [offset, 0]])[:, :width]
+                shifted = tf.pad(shifted, [[0, 0], [0, width - tf.shape(shifted)[1]]])
+                matched = matched | shifted
+        return matched
+
+
+class KeyTermUnits(MaskingStrategy):
+    """Marks key terms as the units `EntityMasking` masks first.
+
+    Salient-span / key-term masking for masked-LM pre-training (REALM's
+    salient spans, Guu et al. 2020; selective masking of task-relevant words,
+    Gu et al. 2020): every run of consecutive matching words (a listed term,
+    multi-word terms included, or a pattern such as r"\\d+") becomes one
+    unit in `entity_ids` [B, S] (-1 elsewhere), so `EntityMasking` masks
+    whole key terms before filling the budget with other words. Needs
+    `word_ids` and the ragged `words`; deterministic (the seed is unused).
+
+    Example:
+    >>> import tensorflow as tf
+    >>> units = KeyTermUnits(terms=["tom hanks"], patterns=[r"\\d+"])
+    >>> batch = {"word_ids": tf.constant([[-1, 0, 1, 2, 3, 3, -1]]),
+    ...          "words": tf.ragged.constant([["tom", "hanks", "is", "66"]])}
+    >>> units(batch, seed=[0, 0])["entity_ids"].numpy().tolist()
+    [[-1, 0, 0, -1, 1, 1, -1]]
+    """
+
+    def __init__(self, terms=(), patterns=(), lowercase=True):
+        super().__init__(seed=None)
+        self._matcher = TermMatcher(terms, patterns, lowercase, "KeyTermUnits")
+
+    def resources(self):
+        return self._matcher.resources()
+
+    def apply(self, batch, seed):
+        require_keys(self, batch, F.WORD_IDS, F.WORDS)
+        matched = self._matcher(batch[F.WORDS])
+        previous = tf.pad(matched, [[0, 0], [1, 0]])[:, :-1]
+        starts = matched & ~previous
+        run = tf.math.cumsum(tf.cast(starts, tf.int32), axis=1) - 1
+        units = tf.where(matched, run, -1)
+        batch[F.ENTITY_IDS] = words_to_tokens(units, dense_int(batch[F.WORD_IDS], F.WORD_IDS))
+        return batch
 
 
 class TermMasking(MaskingStrategy):
@@ -69,67 +172,31 @@ class TermMasking(MaskingStrategy):
         super().__init__(seed)
         if replacement not in REPLACEMENTS:
             raise ValueError(f"replacement={replacement!r} is not one of {REPLACEMENTS}.")
-        terms = [t.lower() if lowercase else t for t in terms]
-        terms = [" ".join(t.split()) for t in terms if t.strip()]
-        if not terms and not patterns:
-            raise ValueError("TermMasking needs at least one term or pattern.")
+        self._matcher = TermMatcher(terms, patterns, lowercase, "TermMasking")
         if replacement == "mask" and mask_token_id is None:
             raise ValueError("replacement='mask' needs mask_token_id.")
         if replacement == "random" and vocabulary_size is None:
             raise ValueError("replacement='random' needs vocabulary_size.")
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise ValueError(f"Pattern {pattern!r} is not a valid regex: {error}.") from None
         self.replacement = replacement
         self.mask_token_id = mask_token_id
         self.pad_id = pad_id
-        self._pattern = "|".join(f"(?:{p})" for p in patterns) if patterns else None
-        self._terms_by_length = {}
-        for term in terms:
-            self._terms_by_length.setdefault(len(term.split()), set()).add(term)
-        self._tables = {
-            n: tf.lookup.StaticHashTable(
-                tf.lookup.KeyValueTensorInitializer(sorted(ts), tf.ones(len(ts), tf.int32)),
-                default_value=0,
-            )
-            for n, ts in self._terms_by_length.items()
-        }
         if replacement == "random":
             unusable = set(special_token_ids) | {pad_id}
             self._regular_ids = tf.constant(regular_token_ids(vocabulary_size, unusable))
 
+    def resources(self):
+        return self._matcher.resources()
+
     def matching_words(self, words):
         """Ragged words [B, W] -> dense bool [B, W_max], True at matches."""
-        dense_words = words.to_tensor(default_value="")
-        matched = tf.zeros(tf.shape(dense_words), tf.bool)
-        if self._pattern is not None:
-            matched = tf.strings.regex_full_match(dense_words, self._pattern) & (dense_words != "")
-        width = tf.shape(dense_words)[1]
-        for n, table in self._tables.items():
-            grams = tf.strings.ngrams(words, n, separator=" ").to_tensor(default_value="")
-            hits = table.lookup(grams) > 0  # [B, W - n + 1]
-            # A hit at j covers words j .. j + n - 1.
-            for offset in range(n):
-                shifted = tf.pad(hits, [[0, 0], [offset, 0]])[:, :width]
-                shifted = tf.pad(shifted, [[0, 0], [0, width - tf.shape(shifted)[1]]])
-                matched = matched | shifted
-        return matched
+        return self._matcher(words)
 
     def apply(self, batch, seed):
         require_keys(self, batch, F.TOKEN_IDS, F.WORD_IDS, F.WORDS, F.PADDING_MASK)
         token_ids = dense_int(batch[F.TOKEN_IDS], F.TOKEN_IDS)
         word_ids = dense_int(batch[F.WORD_IDS], F.WORD_IDS)
-        words = batch[F.WORDS]
-        if not isinstance(words, tf.RaggedTensor):
-            words = tf.RaggedTensor.from_tensor(words, padding="")
-        matched_words = self.matching_words(words)
-        width = tf.shape(matched_words)[1]
-        in_range = (word_ids >= 0) & (word_ids < width)
-        hit = in_range & tf.gather(
-            matched_words, tf.clip_by_value(word_ids, 0, tf.maximum(width - 1, 0)), batch_dims=1
-        )
+        matched_words = self._matcher(batch[F.WORDS])
+        hit = words_to_tokens(matched_words, word_ids, fill=False)
         batch[F.TERM_MASK] = ~hit  # True = kept
         if self.replacement == "mask":
             batch[F.TOKEN_IDS] = tf.where(hit, self.mask_token_id, token_ids)
