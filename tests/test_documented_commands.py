@@ -86,7 +86,7 @@ def tiny_overrides(argv):
             key, value = argv[i + 1].split("=", 1)
             sets[key] = value
     model, data = config.get("model", {}), config.get("data", {})
-    out = ["train.steps=2", "train.log_every=1", "train.eval_batches=1",
+    out = ["train.steps=2", "train.log_every=1", "train.eval_batches=1", "schedule.warmup_steps=1",
            "data.batch_size=4", "data.eval_batch_size=4"]
     if not model.get("pretrained") and "model.pretrained" not in sets:
         out += [f"model.{k}={v}" for k, v in TINY_MODEL.items() if k in model]

@@ -9,7 +9,6 @@ runs on the same texts; the printed answers must agree.
 
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -155,3 +154,21 @@ def test_fill_mask_inputs_put_a_mask_id_per_marker():
     assert found.numpy().tolist() == [[True, True, False], [True, False, False],
                                       [False, False, False]]
     assert inputs["mask_positions"].numpy().tolist() == [[2, 5, 0], [1, 0, 0], [0, 0, 0]]
+
+
+def test_a_cased_classifier_hides_its_terms_as_written():
+    """Term masking follows the tokenizer's casing (a cased checkpoint keeps "Tom")."""
+    import tensorflow as tf
+
+    from tfmask.tasks import TASKS
+    from tfmask.text import WordPieceTokenizer
+    from tfmask.training.config import config_from_dict
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Tom", "tom", "is", "here"]
+    config = config_from_dict({
+        "model": {"family": "classifier"},
+        "data": {"name": "rotten_tomatoes", "sequence_length": 8, "lowercase": False},
+        "masking": {"strategy": "term", "terms": ["Tom"]}})
+    task = TASKS.get("classifier")(config, WordPieceTokenizer(vocab, lowercase=False), "v.txt")
+    ids = task.model_inputs(tf.constant(["Tom is here", "tom is here"]))["token_ids"].numpy()
+    assert ids.tolist() == [[2, 4, 7, 8, 3, 0, 0, 0], [2, 6, 7, 8, 3, 0, 0, 0]]

@@ -17,7 +17,10 @@ checks it in a fresh process that does not import tfmask).
 | causal_lm | prompts | `text` [B], the greedy continuation |
 
 A second signature, `serve_token_ids`, is the bare model on token ids, for
-systems that tokenize themselves.
+systems that tokenize themselves; it is the only one for runs that do not
+answer raw text (T5 span corruption, classifiers on pre-segmented words).
+Term masking with `replacement: random` draws its random tokens from a fixed
+seed per request batch, so only "mask" and "drop" are reproducible per text.
 
 Loading needs TensorFlow and tensorflow-text (its ops are in the graph):
 
@@ -28,26 +31,39 @@ Loading needs TensorFlow and tensorflow-text (its ops are in the graph):
 
 import keras
 import tensorflow as tf
-from keras.src.export.export_utils import get_input_signature
 
 TOP_K = 5  # fill-mask candidates per [MASK] in the served signature
 
 
-def export_serving(task, model, path, top_k=TOP_K):
-    """Writes the raw-text SavedModel of `model` (trained by `task`) to `path`."""
+def token_id_signature(model):
+    """The model's inputs as `tf.TensorSpec`s (its functional input structure)."""
+    return [keras.tree.map_structure_up_to(
+        model.input, lambda t: tf.TensorSpec(t.shape, t.dtype, name=t.name), model.input)]
+
+
+def export_serving(task, model, path, top_k=TOP_K, log=print):
+    """Writes the raw-text SavedModel of `model` (trained by `task`) to `path`.
+
+    A run that cannot answer raw text (`Task.text_serving_refusal`: T5 span
+    corruption, pre-segmented words) gets only `serve_token_ids`, and `log`
+    says why."""
     archive = keras.export.ExportArchive()
     archive.track(model)
-    # Lookup tables (vocabulary, masked terms) are not variables: track them.
-    for resource in task.serving_resources():
-        archive.track(resource)
+    refusal = task.text_serving_refusal()
+    if refusal is None:
+        # Lookup tables (vocabulary, masked terms) are not variables: track them.
+        for resource in task.serving_resources():
+            archive.track(resource)
 
-    def serve(text):
-        return task.serve(model, text, top_k=top_k)
+        def serve(text):
+            return task.serve(model, text, top_k=top_k)
 
-    # The first endpoint is also "serving_default".
-    archive.add_endpoint("serve", serve,
-                         input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        # The first endpoint is also "serving_default".
+        archive.add_endpoint("serve", serve,
+                             input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    else:
+        log(f"export/saved_model serves token ids only: {refusal}")
     archive.add_endpoint("serve_token_ids", lambda inputs: model(inputs, training=False),
-                         input_signature=get_input_signature(model))
+                         input_signature=token_id_signature(model))
     archive.write_out(path, verbose=False)
     return path

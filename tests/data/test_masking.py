@@ -355,3 +355,12 @@ def test_bad_arguments_are_one_line_errors():
                                  F.PADDING_MASK: tf.ones([2, 2], tf.bool)})
     with pytest.raises(ValueError, match="exactly one of"):
         PromptLossMasking()
+
+
+def test_term_matcher_compares_terms_as_the_uncased_tokenizer_sees_words():
+    from tfmask.data.masking import TermMatcher
+
+    words = tf.ragged.constant([["jose", "muller", "is", "here"]])
+    assert TermMatcher(["José Müller"])(words).numpy().tolist() == [[True, True, False, False]]
+    cased = tf.ragged.constant([["Tom", "tom", "Hanks"]])
+    assert TermMatcher(["Tom"], lowercase=False)(cased).numpy().tolist() == [[True, False, False]]

@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 import yaml
 
+from tests.journeys import one_error_line, train_cli
 from tests.tasks.test_grid import first_batch, unmasked_tokens
 from tfmask.data import features as F
 from tfmask.tasks import build_task
@@ -30,22 +31,6 @@ CITY = ["paris", "lagos", "uppsala", "lima", "osaka", "quito", "tunis", "oslo"]
 DAY = ["monday", "tuesday", "friday", "sunday"]
 
 
-def train(capsys, config_path, output_dir, *sets):
-    """`python -m tfmask.train` in this process: (exit code, stdout, stderr)."""
-    from tfmask.train import cli
-
-    args = ["--config", str(config_path), "--output_dir", str(output_dir)]
-    for value in sets:
-        args += ["--set", value]
-    code = cli(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def error_line(stderr):
-    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
-    return lines[0]
 
 
 def write_config(path, **sections):
@@ -81,7 +66,7 @@ def test_a_conll_file_trains_an_entity_masking_mlm_that_masks_exactly_the_entiti
     config = write_config(tmp_path / "ner.yaml", model={"family": "mlm"},
                           data={"name": f"file:{tmp_path}/{{split}}.conll", "words_key": "words"},
                           masking={"strategy": "entity", "rate": 0.5, "max_predictions": 3})
-    code, out, err = train(capsys, config, tmp_path / "run", "train.steps=2",
+    code, out, err = train_cli(capsys, config, tmp_path / "run", "train.steps=2",
                            "train.log_every=1")
     assert code == 0, err[-3000:]
     metrics = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
@@ -123,8 +108,8 @@ def test_the_conll2003_fixture_trains_as_a_pool_with_format_conll(tmp_path, caps
 def test_wnut16_entity_masking_without_words_key_is_refused_in_one_line(tmp_path, capsys):
     config = write_config(tmp_path / "wnut.yaml", model={"family": "mlm"},
                           data={"name": "wnut16"}, masking={"strategy": "entity"})
-    code, _, err = train(capsys, config, tmp_path / "run")
-    line = error_line(err)
+    code, _, err = train_cli(capsys, config, tmp_path / "run")
+    line = one_error_line(err)
     assert code == 2
     assert "masking.strategy=entity needs word-level entity tags: set data.words_key" in line
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
@@ -139,14 +124,14 @@ def test_entity_masking_on_a_file_without_tags_is_one_line_naming_extra_fields(t
         data={"name": f"file:{data}", "words_key": "words", "train_split": "all",
               "eval_split": "all", "dataset_options": {"extra_fields": ["words"]}},
         masking={"strategy": "entity"})
-    code, _, err = train(capsys, config, tmp_path / "run")
-    line = error_line(err)
+    code, _, err = train_cli(capsys, config, tmp_path / "run")
+    line = one_error_line(err)
     assert code == 2
     assert "has no 'tags' feature, but masking.strategy=entity needs" in line
     assert "declare them in data.dataset_options.extra_fields" in line
     # Without any dataset_options the missing words are named the same way.
-    code, _, err = train(capsys, config, tmp_path / "run", "data.dataset_options={}")
-    assert "has no 'words' or 'tags' feature" in error_line(err)
+    code, _, err = train_cli(capsys, config, tmp_path / "run", "data.dataset_options={}")
+    assert "has no 'words' or 'tags' feature" in one_error_line(err)
 
 
 def test_words_key_config_validation_still_refuses_entity_without_it():
@@ -190,7 +175,7 @@ def test_tfds_dataset_prepared_in_a_data_dir_trains_a_classifier(tmp_path, capsy
         data={"name": "tfds:tiny_user_reviews",
               "dataset_options": {"data_dir": str(data_dir), "download": False}},
         masking={"strategy": "none"})
-    code, _, err = train(capsys, config, tmp_path / "run")
+    code, _, err = train_cli(capsys, config, tmp_path / "run")
     assert code == 0, err[-3000:]
     metrics = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     evaluated = [m for m in metrics if "eval_accuracy" in m]

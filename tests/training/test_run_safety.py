@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.journeys import one_error_line, train_cli
 from tests.training.test_trainer import REPO, TINY_MLM, read_metrics, run_cli, tiny_config
 from tfmask.training.config import ConfigError, config_from_dict
 from tfmask.training.trainer import Trainer
@@ -21,20 +22,7 @@ from tfmask.training.trainer import Trainer
 
 def train(capsys, output_dir, *sets, config=TINY_MLM, extra=()):
     """`python -m tfmask.train` in this process: (exit code, stdout, stderr)."""
-    from tfmask.train import cli
-
-    args = ["--config", str(config), "--output_dir", str(output_dir), *extra]
-    for value in sets:
-        args += ["--set", value]
-    code = cli(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_error_line(stderr):
-    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
-    return lines[0]
+    return train_cli(capsys, config, output_dir, *sets, extra=extra)
 
 
 def write_jsonl(path, rows):

@@ -40,6 +40,8 @@ from tfmask.text.segmentation import needs_segmenter
 
 AUTOTUNE = tf.data.AUTOTUNE
 VOCABULARY_TRAINING_DOCUMENTS = 200_000
+# Strategies that read the tokenizer's words (a segmenter changes them).
+WORD_STRATEGIES = ("whole_word", "span", "term")
 WHOLE_SPLIT = 1 << 20  # shuffle buffer that holds a whole split (up to 2^20 documents)
 
 
@@ -114,6 +116,13 @@ class Task(abc.ABC):
             if value and masking.strategy != strategy:
                 raise ConfigError(f"{key} is set but masking.strategy={masking.strategy} does "
                                   f"not read it (only {strategy} does); remove it.")
+        if masking.strategy == "term" and not (masking.terms or masking.patterns):
+            raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
+        if data.segmenter and masking.strategy not in WORD_STRATEGIES:
+            raise ConfigError(
+                f"data.segmenter={data.segmenter} is set but masking.strategy="
+                f"{masking.strategy} does not read words (only {', '.join(WORD_STRATEGIES)} "
+                "do); remove it.")
         if not (data.segmenter or data.words_key):
             for term in masking.terms:
                 if isinstance(term, str) and needs_segmenter(term):
@@ -250,6 +259,11 @@ class Task(abc.ABC):
         traces into the exported SavedModel (`tfmask.serving`); `predict`
         prints what it returns, so what is served is what `predict` shows."""
 
+    def text_serving_refusal(self):
+        """Why this run cannot answer raw text (None if it can): `predict`
+        refuses with it, and the export then holds only `serve_token_ids`."""
+        return None
+
     def serving_resources(self):
         """TF resources `serve` reads besides the model's variables: the
         tokenizer's vocabulary table (families add their masking's tables)."""
@@ -267,7 +281,7 @@ class Task(abc.ABC):
 
     def count_pieces(self, text, limit, what="text"):
         """Word pieces of `text`; one line if it is empty or reaches `limit`."""
-        pieces = len(self.tokenizer.tokenize([text])[F.TOKEN_IDS].to_list()[0])
+        pieces = len(self.tokenizer.tokenize([text], segment=False)[F.TOKEN_IDS].to_list()[0])
         if not pieces:
             raise ValueError(f"the {what} is empty; give --text some text.")
         if pieces >= limit:

@@ -40,8 +40,6 @@ class ClassifierTask(Task):
             raise ConfigError(f"model.num_classes={config.model.num_classes} must be >= 2 "
                               "for a classifier.")
         masking = config.masking
-        if masking.strategy == "term" and not (masking.terms or masking.patterns):
-            raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
         if (masking.strategy == "term" and config.data.segmenter
                 and config.runtime.export and config.runtime.export_saved_model):
             raise ConfigError(
@@ -58,7 +56,8 @@ class ClassifierTask(Task):
                 terms=masking.terms, patterns=masking.patterns,
                 replacement=masking.term_replacement, mask_token_id=tokenizer.mask_id,
                 vocabulary_size=tokenizer.vocabulary_size,
-                special_token_ids=tokenizer.special_token_ids(), pad_id=tokenizer.pad_id))
+                special_token_ids=tokenizer.special_token_ids(), pad_id=tokenizer.pad_id,
+                lowercase=tokenizer.lowercase))
         elif masking.strategy in NOISE:
             self.training_only.append(mlm_strategy(masking, tokenizer))
 
@@ -110,9 +109,9 @@ class ClassifierTask(Task):
         evaluation (no training noise), so what is predicted is what was
         trained. Graph ops only: the exported serving signature runs it."""
         data = self.config.data
-        if data.words_key:  # prediction takes raw text, not pre-segmented words
-            raise ValueError("predict takes raw text; this run was trained on data.words_key="
-                             f"{data.words_key!r} (pre-segmented words).")
+        refusal = self.text_serving_refusal()
+        if refusal:
+            raise ValueError(refusal)
         texts = tf.convert_to_tensor(texts, tf.string)
         if not self.always:  # token ids only (no words, so no segmenter in the graph)
             batch = self.tokenizer.encode(texts, data.sequence_length)
@@ -122,6 +121,13 @@ class ClassifierTask(Task):
         for index, strategy in enumerate(self.always):
             batch = strategy(batch, seed=[self.config.train.seed, index])
         return {F.TOKEN_IDS: batch[F.TOKEN_IDS], F.PADDING_MASK: batch[F.PADDING_MASK]}
+
+    def text_serving_refusal(self):
+        words_key = self.config.data.words_key
+        if words_key:
+            return ("this run was trained on pre-segmented words (data.words_key="
+                    f"{words_key!r}), not raw text; predict and serving take raw text.")
+        return None
 
     def serving_resources(self):
         return super().serving_resources() + [r for s in self.always for r in s.resources()]

@@ -39,12 +39,10 @@ def mlm_strategy(masking, tokenizer):
 
 
 def check_key_terms(config):
-    """Key-term masking (mlm + term) needs terms and predicts them BERT-style."""
+    """Key-term masking (mlm + term) predicts key terms BERT-style."""
     masking = config.masking
     if masking.strategy != "term":
         return
-    if not (masking.terms or masking.patterns):
-        raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
     if masking.term_replacement != "mask":
         raise ConfigError(
             f"masking.term_replacement={masking.term_replacement} applies to a classifier's "

@@ -115,8 +115,9 @@ class Seq2SeqTransformerTask(Task):
 
     def serve(self, model, texts, top_k=5, sampler="greedy", num_beams=4):
         """Source texts [B] -> {"text": generated texts [B]}."""
-        if self.corrupt is not None:
-            raise ValueError(self.SPAN_CORRUPTION_PREDICT)
+        refusal = self.text_serving_refusal()
+        if refusal:
+            raise ValueError(refusal)
         source, mask = self.encode_sources(texts)
         output = model.generate(source, mask, max_length=self.target_length + 1,
                                 start_id=self.start_id, sampler=sampler, num_beams=num_beams,
@@ -144,12 +145,15 @@ class Seq2SeqTransformerTask(Task):
             references += [" ".join(w.decode("utf-8") for w in row) for row in words]
         return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
 
-    SPAN_CORRUPTION_PREDICT = ("this run was trained with span_corruption (T5 denoising), which "
-                               "fills sentinels rather than answering text; fine-tune it on a "
-                               "task first.")
+    def text_serving_refusal(self):
+        if self.corrupt is not None:
+            return ("this run was trained with span_corruption (T5 denoising), which fills "
+                    "sentinels rather than answering text; fine-tune it on a task first.")
+        return None
 
     def predict(self, model, text, top_k=5, sampler="greedy", num_beams=4):
-        if self.corrupt is not None:
-            raise ValueError(self.SPAN_CORRUPTION_PREDICT)
+        refusal = self.text_serving_refusal()
+        if refusal:  # before counting the text's pieces
+            raise ValueError(refusal)
         self.count_pieces(text, self.config.data.sequence_length)  # framed as text [SEP]
         return self.translate(model, [text], sampler, num_beams)

@@ -1,7 +1,5 @@
 """T5 span corruption: noise spans -> sentinels in the input, spans as targets."""
 
-import math
-
 import tensorflow as tf
 
 from tfmask.data import features as F

@@ -4,6 +4,7 @@ names, ages, genders before fine-tuning) or predicted first by a masked LM
 match words with one `TermMatcher`."""
 
 import re
+import unicodedata
 
 import tensorflow as tf
 
@@ -19,13 +20,20 @@ from tfmask.data.pipeline import words_to_tokens
 REPLACEMENTS = ("mask", "random", "drop")
 
 
+def uncased(text):
+    """What an uncased BERT tokenizer makes of a word: lower case, accents
+    stripped ("José" -> "jose"), so listed terms compare with its words."""
+    decomposed = unicodedata.normalize("NFD", text.lower())
+    return "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
+
+
 class TermMatcher:
     """Which words of a batch are listed terms or match a pattern.
 
     A word matches when it equals a listed term (multi-word terms match runs
     of words, e.g. "tom hanks") or fully matches one of the regular
-    expressions (RE2 syntax). Terms are compared lower-cased when
-    `lowercase` (as an uncased tokenizer's words are).
+    expressions (RE2 syntax). Terms are compared lower-cased and without
+    accents when `lowercase` (as an uncased tokenizer's words are).
 
     Example:
     >>> import tensorflow as tf
@@ -35,7 +43,7 @@ class TermMatcher:
     """
 
     def __init__(self, terms=(), patterns=(), lowercase=True, owner="TermMatcher"):
-        terms = [t.lower() if lowercase else t for t in terms]
+        terms = [uncased(t) if lowercase else t for t in terms]
         terms = [" ".join(t.split()) for t in terms if t.strip()]
         if not terms and not patterns:
             raise ValueError(f"{owner} needs at least one term or pattern.")
