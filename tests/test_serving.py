@@ -172,3 +172,27 @@ def test_a_cased_classifier_hides_its_terms_as_written():
     task = TASKS.get("classifier")(config, WordPieceTokenizer(vocab, lowercase=False), "v.txt")
     ids = task.model_inputs(tf.constant(["Tom is here", "tom is here"]))["token_ids"].numpy()
     assert ids.tolist() == [[2, 4, 7, 8, 3, 0, 0, 0], [2, 6, 7, 8, 3, 0, 0, 0]]
+
+
+def test_a_run_that_answers_no_text_exports_the_token_id_signature_only(tmp_path):
+    """T5 span corruption answers sentinels, not text: the export says so and
+    holds the bare model on token ids (instead of failing after training)."""
+    import tensorflow as tf
+
+    from tfmask.serving import export_serving
+    from tfmask.tasks import build_task
+    from tfmask.training.config import config_from_dict
+
+    config = config_from_dict({
+        "model": {"family": "seq2seq_transformer", "num_layers": 1, "num_heads": 2,
+                  "hidden_dim": 16, "intermediate_dim": 32},
+        "data": {"name": "austen", "sequence_length": 16, "target_length": 8,
+                 "vocabulary_size": 500},
+        "masking": {"strategy": "span_corruption"}})
+    task = build_task(config)
+    said = []
+    export_serving(task, task.build_model("float32"), str(tmp_path / "sm"), log=said.append)
+    assert len(said) == 1 and "span_corruption" in said[0]
+    served = tf.saved_model.load(str(tmp_path / "sm"))
+    assert sorted(served.signatures) == ["serve_token_ids", "serving_default"]
+    assert "token_ids" in served.signatures["serving_default"].structured_input_signature[1]
