@@ -67,3 +67,30 @@ def test_config_round_trip(cls):
     obj = cls()
     clone = cls.from_config(obj.get_config())
     assert clone.get_config() == obj.get_config()
+
+
+def test_masked_mean_squared_error_averages_over_weighted_elements_only():
+    targets = RNG.normal(size=(3, 4, 2)).astype("float32")
+    predictions = RNG.normal(size=(3, 4, 2)).astype("float32")
+    hidden = RNG.random((3, 4, 2)) > 0.5
+    expected = ((predictions - targets) ** 2)[hidden].mean()
+    np.testing.assert_allclose(
+        losses.masked_mean_squared_error(targets, predictions, hidden), expected, rtol=1e-5)
+    steps = hidden[..., :1]  # [B, T, 1] weights broadcast over the features
+    expected_steps = ((predictions - targets) ** 2)[np.broadcast_to(steps, hidden.shape)].mean()
+    np.testing.assert_allclose(
+        losses.masked_mean_squared_error(targets, predictions, steps), expected_steps, rtol=1e-5)
+    np.testing.assert_allclose(losses.masked_mean_squared_error(targets, predictions),
+                               ((predictions - targets) ** 2).mean(), rtol=1e-5)
+
+
+def test_masked_mean_squared_error_is_zero_without_weights_and_ignores_nan_targets():
+    import tensorflow as tf
+
+    targets = np.array([[1.0, np.nan, np.inf]], "float32")
+    predictions = tf.Variable([[2.0, 0.0, 0.0]])
+    assert float(losses.masked_mean_squared_error(targets, predictions, [[0, 0, 0]])) == 0.0
+    with tf.GradientTape() as tape:
+        loss = losses.masked_mean_squared_error(targets, predictions, [[1, 0, 0]])
+    np.testing.assert_array_equal(loss, 1.0)
+    np.testing.assert_array_equal(tape.gradient(loss, predictions), [[2.0, 0.0, 0.0]])

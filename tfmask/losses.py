@@ -61,6 +61,39 @@ def masked_sparse_categorical_crossentropy(labels, logits, weights=None, from_lo
     return ops.divide_no_nan(total, weight)
 
 
+def masked_mean_squared_error(targets, predictions, weights=None):
+    """Weighted mean squared error over the elements whose weight is > 0.
+
+    The reconstruction loss of dense masking: weight with the elements that
+    were hidden (`FeatureMasking`'s `loss_weights`, or `~feature_mask`), so
+    kept elements do not count and the mean is over the hidden ones only.
+    Weight-0 elements contribute exactly 0, even if their target is NaN or
+    inf, and so does their gradient.
+
+    Args:
+        targets: float [...] true values.
+        predictions: float [...], the targets' shape.
+        weights: [...] weights (bool or float), the targets' shape or
+            broadcastable to it (e.g. [B, T, 1]); None = all 1.
+
+    Returns: float32 scalar, sum(w * (p - t)^2) / sum(w); 0 when every
+    weight is 0.
+
+    Example:
+    >>> float(masked_mean_squared_error([[1.0, 2.0, 9.0]], [[2.0, 4.0, 0.0]], [[1, 1, 0]]))
+    2.5
+    """
+    targets = ops.cast(targets, "float32")
+    predictions = ops.cast(predictions, "float32")
+    if weights is None:
+        weights = ops.ones_like(predictions)
+    weights = ops.broadcast_to(ops.cast(weights, "float32"), ops.shape(predictions))
+    # Mask the difference before squaring: a NaN target at weight 0 would
+    # otherwise give NaN gradients through the square.
+    error = ops.where(weights > 0, predictions - targets, 0.0)
+    return ops.divide_no_nan(ops.sum(weights * ops.square(error)), ops.sum(weights))
+
+
 @keras.saving.register_keras_serializable(package="tfmask")
 class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
     """Keras loss: cross-entropy averaged over the sum of `sample_weight`.

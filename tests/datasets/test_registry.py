@@ -45,7 +45,9 @@ def test_unknown_name_lists_the_known_names():
     with pytest.raises(datasets.UnknownDatasetError) as error:
         datasets.load("imdb")
     message = str(error.value)
-    assert message.startswith("Unknown dataset 'imdb'; known: austen, fine_foods, ")
+    assert message.startswith(
+        "Unknown dataset 'imdb'; known: austen, breast_cancer, co2_weekly, digits, fine_foods, "
+    )
     assert all(name in message for name in datasets.names())
     assert "tfds:NAME" in message and "\n" not in message
 

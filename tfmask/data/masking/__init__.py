@@ -9,7 +9,7 @@
 | `SpanCorruption`      | T5 sentinels; encoder/decoder features           | token_ids |
 | `TermMasking`         | nuisance terms / regex words (mask/random/drop)  | token_ids, word_ids, words |
 | `KeyTermUnits`        | key terms as units for `EntityMasking` (MLM)     | word_ids, words |
-| `FeatureMasking`      | dense features Y = M * X (element/timestep/block)| inputs |
+| `FeatureMasking`      | dense [B, F], [B, T, F], [B, H, W, C]: element, feature, timestep, span, patch; data / NaN masks | inputs (+ mask_key) |
 | `PromptLossMasking`   | loss weights 0 on prompt tokens                  | token_ids |
 """
 
