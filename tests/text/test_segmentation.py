@@ -186,7 +186,11 @@ def test_config_refuses_what_cannot_work_in_one_line(values, message):
 def test_config_accepts_a_segmenter_and_chinese_terms_that_can_match():
     assert config_from_dict(chinese_config(segmenter="rjieba")).data.segmenter == "rjieba"
     assert config_from_dict(chinese_config()).data.segmenter is None
-    config_from_dict(term_config(["程序员"], segmenter="rjieba"))
+    # Served term masking would need the Python segmenter inside a SavedModel.
+    with pytest.raises(ConfigError, match="cannot be served from a SavedModel"):
+        config_from_dict(term_config(["程序员"], segmenter="rjieba"))
+    config_from_dict({**term_config(["程序员"], segmenter="rjieba"),
+                      "runtime": {"export_saved_model": False}})
     config_from_dict(term_config(["程 序 员", "好"]))  # words of one character: BERT's split
     config_from_dict({**term_config(["程序员"]), "data": {"name": "peoples_daily",
                                                         "words_key": "words"}})

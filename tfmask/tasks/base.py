@@ -19,6 +19,7 @@ family runs is looked up in `tfmask.tasks.TASKS`.
 """
 
 import abc
+import dataclasses
 import functools
 
 import keras
@@ -32,11 +33,12 @@ from tfmask.losses import weighted_crossentropy_sum
 from tfmask.metrics import MaskedAccuracy, MaskedPerplexity
 from tfmask.models.pretrained import (
     pretrained_directory,
+    pretrained_lowercase,
     pretrained_vocabulary,
     pretrained_vocabulary_size,
 )
 from tfmask.text import WordPieceTokenizer, train_wordpiece_vocabulary
-from tfmask.text.segmentation import needs_segmenter
+from tfmask.text.segmentation import check_segmenter_name, needs_segmenter
 
 AUTOTUNE = tf.data.AUTOTUNE
 VOCABULARY_TRAINING_DOCUMENTS = 200_000
@@ -118,6 +120,8 @@ class Task(abc.ABC):
                                   f"not read it (only {strategy} does); remove it.")
         if masking.strategy == "term" and not (masking.terms or masking.patterns):
             raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
+        if data.segmenter is not None:
+            check_segmenter(data)
         if data.segmenter and masking.strategy not in WORD_STRATEGIES:
             raise ConfigError(
                 f"data.segmenter={data.segmenter} is set but masking.strategy="
@@ -131,6 +135,12 @@ class Task(abc.ABC):
                         "segmenter every Chinese character is its own word; set "
                         "data.segmenter: rjieba.")
         cls.validate(config)
+
+    @classmethod
+    def resolve(cls, config, check_data=True):
+        """The config with settings that follow the data made explicit:
+        `data.lowercase` (see `resolve_lowercase`)."""
+        return resolve_lowercase(config, check_data)
 
     @classmethod
     def normalize_first(cls, config):
@@ -371,3 +381,37 @@ def load_documents(config, split):
     for part in parts[1:]:
         mixture = mixture.concatenate(part)
     return mixture
+
+
+def check_segmenter(data):
+    """data.segmenter names a known segmenter and is not given with words."""
+    problem = check_segmenter_name(data.segmenter)
+    if problem:
+        raise ConfigError(problem)
+    if data.words_key:
+        raise ConfigError(f"data.segmenter={data.segmenter} and data.words_key={data.words_key}"
+                          " both give words (the data's own words are already segmented); "
+                          "remove one.")
+
+
+def resolve_lowercase(config, check_data):
+    """`data.lowercase` made explicit. Unset, it follows model.pretrained (its
+    tokenizer_config.json `do_lower_case`, or a tfmask run's data.lowercase),
+    else true: the user expects the checkpoint's own tokenization, like
+    Hugging Face's AutoTokenizer. Set against the checkpoint, it is refused
+    rather than obeyed: the vocabulary and weights were trained with that
+    casing, and a mismatch shows only as worse results ([UNK]s, lost
+    capitals), never as an error. `check_data=False` reads no folder."""
+    data, model = config.data, config.model
+    expected = None
+    if model.pretrained and check_data:
+        expected = pretrained_lowercase(pretrained_directory(model.pretrained))
+    if data.lowercase is not None and expected is not None and data.lowercase != expected:
+        raise ConfigError(
+            f"data.lowercase={str(data.lowercase).lower()} but model.pretrained="
+            f"{model.pretrained} was trained with lowercase={str(expected).lower()}; "
+            "remove data.lowercase (it follows the checkpoint).")
+    if data.lowercase is None:
+        lowercase = True if expected is None else expected
+        config = dataclasses.replace(config, data=dataclasses.replace(data, lowercase=lowercase))
+    return config

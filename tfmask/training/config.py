@@ -243,20 +243,6 @@ def _check_dataset_names(names):
             raise ConfigError(f"data.name={name!r} is not a known dataset; {hint}")
 
 
-def _check_segmenter(data):
-    from tfmask.text.segmentation import check_segmenter_name
-
-    if data.segmenter is None:
-        return
-    problem = check_segmenter_name(data.segmenter)
-    if problem:
-        raise ConfigError(problem)
-    if data.words_key:
-        raise ConfigError(f"data.segmenter={data.segmenter} and data.words_key={data.words_key}"
-                          " both give words (the data's own words are already segmented); "
-                          "remove one.")
-
-
 def _below_one(key, value):
     if not 0 <= value < 1:
         raise ConfigError(f"{key}={value} must be in [0, 1); Adam's moment decay is below 1.")
@@ -326,7 +312,6 @@ def validate(config, check_data=True):
                           "`python -m tfmask.datasets list`), tfds:NAME or file:PATH.")
     if check_data:
         _check_dataset_names(data.name)
-    _check_segmenter(data)
     if model.pretrained is None and model.hidden_dim % model.num_heads:
         raise ConfigError(
             f"model.num_heads={model.num_heads} does not divide model.hidden_dim="
@@ -367,35 +352,10 @@ def validate(config, check_data=True):
                           "model.padding_free: false or leave it unset.")
     if data.vocabulary == "pretrained" and not model.pretrained:
         raise ConfigError("data.vocabulary=pretrained needs model.pretrained (its vocab.txt).")
-    config = _resolve_lowercase(config, check_data)
+    config = task.resolve(config, check_data)  # settings that follow the data
     if config.schedule.warmup_steps > config.train.steps:
         raise ConfigError(f"schedule.warmup_steps={config.schedule.warmup_steps} exceeds "
                           f"train.steps={config.train.steps}; lower it.")
-    return config
-
-
-def _resolve_lowercase(config, check_data):
-    """`data.lowercase` made explicit. Unset, it follows model.pretrained (its
-    tokenizer_config.json `do_lower_case`, or a tfmask run's data.lowercase),
-    else true: the user expects the checkpoint's own tokenization, like
-    Hugging Face's AutoTokenizer. Set against the checkpoint, it is refused
-    rather than obeyed: the vocabulary and weights were trained with that
-    casing, and a mismatch shows only as worse results ([UNK]s, lost
-    capitals), never as an error. `check_data=False` reads no folder."""
-    data, model = config.data, config.model
-    expected = None
-    if model.pretrained and check_data:
-        from tfmask.models.pretrained import pretrained_directory, pretrained_lowercase
-
-        expected = pretrained_lowercase(pretrained_directory(model.pretrained))
-    if data.lowercase is not None and expected is not None and data.lowercase != expected:
-        raise ConfigError(
-            f"data.lowercase={str(data.lowercase).lower()} but model.pretrained="
-            f"{model.pretrained} was trained with lowercase={str(expected).lower()}; "
-            "remove data.lowercase (it follows the checkpoint).")
-    if data.lowercase is None:
-        lowercase = True if expected is None else expected
-        config = dataclasses.replace(config, data=dataclasses.replace(data, lowercase=lowercase))
     return config
 
 
