@@ -83,6 +83,20 @@ def masked_mean_squared_error(targets, predictions, weights=None):
     >>> float(masked_mean_squared_error([[1.0, 2.0, 9.0]], [[2.0, 4.0, 0.0]], [[1, 1, 0]]))
     2.5
     """
+    total, weight = weighted_squared_error_sum(targets, predictions, weights)
+    return ops.divide_no_nan(total, weight)
+
+
+def weighted_squared_error_sum(targets, predictions, weights=None):
+    """(sum of weight * squared error, sum of weights), as
+    `weighted_crossentropy_sum` for dense reconstruction (the trainer's
+    loss terms of a masked autoencoder).
+
+    Example:
+    >>> total, weight = weighted_squared_error_sum([[1.0, 9.0]], [[3.0, 0.0]], [[1, 0]])
+    >>> float(total), float(weight)
+    (4.0, 1.0)
+    """
     targets = ops.cast(targets, "float32")
     predictions = ops.cast(predictions, "float32")
     if weights is None:
@@ -91,7 +105,7 @@ def masked_mean_squared_error(targets, predictions, weights=None):
     # Mask the difference before squaring: a NaN target at weight 0 would
     # otherwise give NaN gradients through the square.
     error = ops.where(weights > 0, predictions - targets, 0.0)
-    return ops.divide_no_nan(ops.sum(weights * ops.square(error)), ops.sum(weights))
+    return ops.sum(weights * ops.square(error)), ops.sum(weights)
 
 
 @keras.saving.register_keras_serializable(package="tfmask")

@@ -52,6 +52,10 @@ class Predictor:
                 "(runtime.export: true) first.")
         # The run's data may have moved since: prediction needs only the run folder.
         self.config = load_config(os.path.join(run_dir, "config.yaml"), check_data=False)
+        if TASKS.get(self.config.model.family).dense:
+            raise ValueError(f"model.family={self.config.model.family} reads arrays, not "
+                             "--text: load export/model.keras (keras.models.load_model, "
+                             "with tfmask imported) and call it on your arrays.")
         vocabulary = os.path.join(export, "vocab.txt")
         self.tokenizer = config_tokenizer(self.config, vocabulary)
         self.task = TASKS.get(self.config.model.family)(self.config, self.tokenizer, vocabulary)

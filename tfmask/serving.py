@@ -62,7 +62,8 @@ def export_serving(task, model, path, top_k=TOP_K, log=print):
         archive.add_endpoint("serve", serve,
                              input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     else:
-        log(f"export/saved_model serves token ids only: {refusal}")
+        log(f"export/saved_model serves the model's own inputs only (serve_token_ids): "
+            f"{refusal}")
     archive.add_endpoint("serve_token_ids", lambda inputs: model(inputs, training=False),
                          input_signature=token_id_signature(model))
     archive.write_out(path, verbose=False)

@@ -47,7 +47,16 @@ def grid_config(family, strategy, prompts, **sections):
     values = {k: dict(v) for k, v in TINY.items()}
     values["model"]["family"] = family
     values["masking"] = {"strategy": strategy, "max_predictions": 6}
-    if family == "classifier":
+    if TASKS.get(family).dense:  # arrays, not text
+        values = {"model": {"family": family, "num_layers": 1, "hidden_dim": 16,
+                            "num_classes": 10},
+                  "data": {"name": "digits", "inputs_key": "image", "batch_size": 8,
+                           "eval_batch_size": 8},
+                  "masking": {"strategy": strategy, "rate": 0.3},
+                  "train": TINY["train"], "runtime": TINY["runtime"]}
+        if family == "masked_autoencoder":
+            del values["model"]["num_classes"]
+    elif family == "classifier":
         values["data"]["name"] = "rotten_tomatoes"
         values["masking"]["rate"] = 0.3
         if strategy == "term":
@@ -104,6 +113,12 @@ def test_each_pair_is_refused_in_one_line_or_changes_the_batch(family, strategy,
     inputs = {k: np.asarray(v) for k, v in inputs.items()}
     labels = np.asarray(labels)
     weights = None if weights is None else np.asarray(weights)
+    if task_class.dense:  # hidden values differ from the raw image, and only those
+        raw = batch[F.TARGETS] if strategy == "dense" else inputs[F.INPUTS]
+        hidden = ~batch[F.FEATURE_MASK] if strategy == "dense" else np.zeros_like(raw, bool)
+        assert np.array_equal(inputs[F.INPUTS][~hidden], raw[~hidden])
+        assert hidden.mean() == pytest.approx(0.3 if strategy == "dense" else 0, abs=0.1)
+        return
     if strategy == "none":
         assert task.tokenizer.mask_id not in inputs[F.TOKEN_IDS]
         return

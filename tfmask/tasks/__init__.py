@@ -6,8 +6,9 @@ up here. A user adds one with `TASKS.add("my_family", MyTask)`, where
 `MyTask` subclasses `Task` (or a built-in task) and sets `family`.
 
 Example:
->>> TASKS.names()
-['causal_lm', 'classifier', 'mlm', 'seq2seq_lstm', 'seq2seq_transformer']
+>>> TASKS.names()  # doctest: +NORMALIZE_WHITESPACE
+['causal_lm', 'classifier', 'dense_classifier', 'masked_autoencoder', 'mlm', 'seq2seq_lstm',
+ 'seq2seq_transformer']
 >>> TASKS.get("classifier").strategies
 ('none', 'term', 'random', 'whole_word', 'span')
 """
@@ -16,17 +17,18 @@ from tfmask.models.registry import Registry
 from tfmask.tasks.base import Task, build_tokenizer, load_documents
 from tfmask.tasks.causal_lm import CausalLMTask
 from tfmask.tasks.classifier import ClassifierTask
+from tfmask.tasks.dense import DenseClassifierTask, MaskedAutoencoderTask
 from tfmask.tasks.mlm import MaskedLMTask
 from tfmask.tasks.seq2seq_lstm import Seq2SeqLSTMTask
 from tfmask.tasks.seq2seq_transformer import Seq2SeqTransformerTask
 
 # Every masking strategy a config may name (`masking.strategy`).
 STRATEGIES = ("none", "random", "whole_word", "span", "entity", "term", "span_corruption",
-              "prompt")
+              "prompt", "dense")
 
 TASKS = Registry("model family")
 for _task in (MaskedLMTask, ClassifierTask, Seq2SeqTransformerTask, Seq2SeqLSTMTask,
-              CausalLMTask):
+              CausalLMTask, DenseClassifierTask, MaskedAutoencoderTask):
     TASKS.add(_task.family, _task)
 del _task
 
@@ -52,5 +54,6 @@ def strategy_table():
 
 
 __all__ = ["TASKS", "STRATEGIES", "Task", "build_task", "build_tokenizer", "load_documents",
-           "strategy_table", "CausalLMTask", "ClassifierTask", "MaskedLMTask",
+           "strategy_table", "CausalLMTask", "ClassifierTask", "DenseClassifierTask",
+           "MaskedAutoencoderTask", "MaskedLMTask",
            "Seq2SeqLSTMTask", "Seq2SeqTransformerTask"]

@@ -42,6 +42,19 @@ from tfmask.text.segmentation import check_segmenter_name, needs_segmenter
 
 AUTOTUNE = tf.data.AUTOTUNE
 VOCABULARY_TRAINING_DOCUMENTS = 200_000
+def dense_settings(config):
+    """(key, value, default) of the settings only dense families read."""
+    data, model, masking = config.data, config.model, config.masking
+    return (("data.inputs_key", data.inputs_key, "features"),
+            ("data.mask_key", data.mask_key, None),
+            ("model.dense_encoder", model.dense_encoder, "mlp"),
+            ("masking.dense_mode", masking.dense_mode, "element"),
+            ("masking.patch_size", masking.patch_size, 4),
+            ("masking.span_length", masking.span_length, 3.0),
+            ("masking.fill", masking.fill, "mean"),
+            ("masking.indicator", masking.indicator, False))
+
+
 # Strategies that read the tokenizer's words (a segmenter changes them).
 WORD_STRATEGIES = ("whole_word", "span", "term")
 WHOLE_SPLIT = 1 << 20  # shuffle buffer that holds a whole split (up to 2^20 documents)
@@ -77,6 +90,7 @@ class Task(abc.ABC):
     causal = False  # the model attends causally (drawn by `inspect`)
     # Pre-LN (True) or post-LN (False) blocks when model.normalize_first is unset.
     default_normalize_first = False
+    dense = False  # reads dense arrays (tfmask.tasks.dense), not text
 
     def __init__(self, config, tokenizer=None, vocabulary_path=None):
         self.config = config
@@ -118,6 +132,12 @@ class Task(abc.ABC):
             if value and masking.strategy != strategy:
                 raise ConfigError(f"{key} is set but masking.strategy={masking.strategy} does "
                                   f"not read it (only {strategy} does); remove it.")
+        if not cls.dense:
+            dense_only = [key for key, value, default in dense_settings(config)
+                          if value != default]
+            if dense_only:
+                raise ConfigError(f"model.family={cls.family} reads text: {dense_only[0]} "
+                                  "applies to dense families; remove it.")
         if masking.strategy == "term" and not (masking.terms or masking.patterns):
             raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
         if data.segmenter is not None:
@@ -196,6 +216,7 @@ class Task(abc.ABC):
     def documents(self, split, training):
         documents = load_documents(self.config, split)
         if training:
+            documents = self.train_subset(documents)
             # Shuffle, then repeat: every epoch is a fresh permutation, batches
             # cross epoch boundaries, and the order is a pure function of the
             # seed (exact resume skips into it). Buffer 0 = the whole split, an
@@ -208,6 +229,13 @@ class Task(abc.ABC):
             # would see only the first part. One fixed order mixes them.
             documents = documents.shuffle(WHOLE_SPLIT, seed=0, reshuffle_each_iteration=False)
         return documents
+
+    def train_subset(self, documents):
+        """The training documents, or `data.train_examples` of them."""
+        data = self.config.data
+        if not data.train_examples:
+            return documents
+        return subsample(documents, data.train_examples, data.label_key, self.config.train.seed)
 
     def required_features(self):
         """config key -> the document feature this family reads through it."""
@@ -415,3 +443,29 @@ def resolve_lowercase(config, check_data):
         lowercase = True if expected is None else expected
         config = dataclasses.replace(config, data=dataclasses.replace(data, lowercase=lowercase))
     return config
+
+
+def subsample(documents, count, label_key, seed):
+    """`count` documents of a split, drawn with `seed`; stratified by
+    `label_key` when the documents have it (each class keeps its share,
+    at least one example), uniform otherwise. Few-label experiments and
+    learning curves: `data.train_examples`."""
+    import numpy as np
+
+    has_labels = label_key in documents.element_spec
+    labels = np.array([int(d[label_key]) if has_labels else 0
+                       for d in documents.as_numpy_iterator()])
+    if count > len(labels):
+        raise ConfigError(f"data.train_examples={count} but the training split has "
+                          f"{len(labels)} examples; lower it.")
+    rng = np.random.default_rng(seed)
+    classes, sizes = np.unique(labels, return_counts=True)
+    shares = np.maximum(1, np.round(count * sizes / len(labels))).astype(int)
+    while shares.sum() > count:  # rounding up small classes overshoots
+        shares[np.argmax(shares)] -= 1
+    while shares.sum() < count:
+        shares[np.argmax(sizes - shares)] += 1
+    chosen = np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False)
+                             for c, n in zip(classes, shares)])
+    keep = tf.constant(np.isin(np.arange(len(labels)), chosen))
+    return documents.enumerate().filter(lambda i, d: keep[i]).map(lambda i, d: d)

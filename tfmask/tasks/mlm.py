@@ -159,8 +159,8 @@ class MaskedLMTask(Task):
         packed once), cached, and every epoch reshuffles those same masked
         rows. The cache holds the whole masked split in memory."""
         data = self.config.data
-        rows = self.batches(load_documents(self.config, data.train_split), data.batch_size,
-                            training=False).unbatch().cache()
+        documents = self.train_subset(load_documents(self.config, data.train_split))
+        rows = self.batches(documents, data.batch_size, training=False).unbatch().cache()
         rows = rows.shuffle(data.shuffle_buffer or WHOLE_SPLIT, seed=self.config.train.seed,
                             reshuffle_each_iteration=True).repeat()
         return rows.batch(data.batch_size, drop_remainder=True).prefetch(AUTOTUNE)

@@ -56,6 +56,7 @@ class ModelConfig:
     dropout: float = 0.1
     num_classes: int = 2
     pooling: str = "cls"
+    dense_encoder: str = "mlp"  # dense families: mlp, or transformer over time steps / patches
     # Pre-LN blocks; null = the family's default (post-LN BERT encoders,
     # pre-LN decoders and encoder-decoders).
     normalize_first: Optional[bool] = None
@@ -75,6 +76,8 @@ class DataConfig:
     target_key: str = "es"  # seq2seq targets (translation)
     source_key: str = "en"
     words_key: Optional[str] = None  # pre-segmented words (e.g. gold Chinese words)
+    inputs_key: str = "features"  # dense families: the float feature ("image", "series", ...)
+    mask_key: Optional[str] = None  # dense families: the data's 1 = observed feature
     # Chinese word segmenter for the words of raw text (whole-word masking,
     # masking.terms): "rjieba"; null = BERT's split, one word per CJK character.
     segmenter: Optional[str] = None
@@ -88,6 +91,9 @@ class DataConfig:
     lowercase: Optional[bool] = None  # null = model.pretrained's casing, else true
     pack: bool = False
     shuffle_buffer: int = 0  # 0 = the whole split (exact shuffle)
+    # Train on this many examples of the split (stratified by data.label_key
+    # when the data has it, drawn with train.seed); 0 = all of them.
+    train_examples: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +112,12 @@ class MaskingConfig:
     term_replacement: str = "mask"
     response_marker: str = ""  # prompt: text that ends the prompt, e.g. "### Response:"
     dynamic: bool = True  # mlm: new masks every epoch (RoBERTa); false = masked once (BERT)
+    # Dense families (masking.strategy: dense; tfmask.data.masking.FeatureMasking):
+    dense_mode: str = "element"  # element, feature, timestep, span or patch
+    patch_size: int = 4  # patch: patch_size x patch_size image patches, or steps
+    span_length: float = 3.0  # span: mean length of the hidden time spans
+    fill: str = "mean"  # what hidden values become: the train mean, zero, or a learned token
+    indicator: bool = False  # the model also reads which values are hidden
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,6 +273,7 @@ def _check_numbers(config):
         raise ConfigError(f"optimizer.clipnorm={opt.clipnorm} must be > 0 (a negative norm "
                           "reverses the gradient); set null for no clipping.")
     _positive("schedule.warmup_steps", schedule.warmup_steps, allow_zero=True)
+    _positive("data.train_examples", config.data.train_examples, allow_zero=True)
     _fraction("schedule.final_fraction", schedule.final_fraction)
     _positive("train.steps", train.steps)
     _positive("train.log_every", train.log_every)
@@ -307,6 +320,10 @@ def validate(config, check_data=True):
     _choice("model.pooling", model.pooling, ("cls", "mean"))
     _choice("model.position", model.position, ("learned", "sinusoidal"))
     _choice("masking.term_replacement", masking.term_replacement, ("mask", "random", "drop"))
+    _choice("masking.dense_mode", masking.dense_mode,
+            ("element", "feature", "timestep", "span", "patch"))
+    _choice("masking.fill", masking.fill, ("mean", "zero", "token"))
+    _choice("model.dense_encoder", model.dense_encoder, ("mlp", "transformer"))
     if not data.name:
         raise ConfigError("data.name is empty; set a dataset name (see "
                           "`python -m tfmask.datasets list`), tfds:NAME or file:PATH.")

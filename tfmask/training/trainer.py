@@ -389,7 +389,8 @@ class Trainer:
         temporary = f"{path}.tmp-{os.getpid()}"
         shutil.rmtree(temporary, ignore_errors=True)
         os.makedirs(temporary)
-        shutil.copy(self.task.vocabulary_path, os.path.join(temporary, "vocab.txt"))
+        if self.task.vocabulary_path:  # dense families read no vocabulary
+            shutil.copy(self.task.vocabulary_path, os.path.join(temporary, "vocab.txt"))
         self.model.save(os.path.join(temporary, "model.keras"))
         if self.config.runtime.export_saved_model:
             export_serving(self.task, self.model, os.path.join(temporary, "saved_model"))
