@@ -90,6 +90,8 @@ def tiny_overrides(argv):
            "data.batch_size=4", "data.eval_batch_size=4"]
     if not model.get("pretrained") and "model.pretrained" not in sets:
         out += [f"model.{k}={v}" for k, v in TINY_MODEL.items() if k in model]
+    if model.get("family") in ("dense_classifier", "masked_autoencoder"):
+        return [arg for value in out for arg in ("--set", value)]  # arrays: no text settings
     if data.get("vocabulary", "train") == "train":
         out.append("data.vocabulary_size=1000")
     if config.get("masking", {}).get("strategy") != "prompt":  # prompts need their length

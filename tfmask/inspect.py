@@ -1,6 +1,8 @@
 """Look at a batch: `python -m tfmask.inspect --config configs/NAME.yaml`.
 
-Writes PNGs into `--output_dir` (default `runs/NAME/inspect`):
+Writes PNGs into `--output_dir` (default `runs/NAME/inspect`); for dense
+families one `dense.png` (the input, the mask and the masked input of the
+first rows, as images or heat maps); for text families:
 - `tokens.png`: the first rows of one training batch as token strips; each
   position the masking strategy chose is coloured by what happened to it
   ([MASK], random token, kept), nuisance terms and loss-weighted tokens too;
@@ -113,6 +115,56 @@ def draw_masks(shown, path):
     plt.close(fig)
 
 
+def dense_panels(batch, rows):
+    """name -> [rows, H, W] arrays to draw for a dense batch: the input, the
+    mask (1 = kept) and what the model reads. Rows [F] become 1 x F strips,
+    series [T, F] F x T heat maps, images their first channel."""
+    import numpy as np
+
+    from tfmask.data import features as F
+
+    seen = np.asarray(batch[F.INPUTS])[:rows]
+    original = np.asarray(batch.get(F.TARGETS, seen))[:rows]
+    kept = np.asarray(batch.get(F.FEATURE_MASK, np.ones(seen.shape, bool)))[:rows]
+
+    def as_image(values):
+        values = values.astype("float32")
+        if values.ndim == 2:  # [rows, F]
+            return values[:, None, :]
+        if values.ndim == 3:  # [rows, T, F]
+            return np.transpose(values, (0, 2, 1))
+        return values[..., 0]  # [rows, H, W, C]
+
+    return {"input": as_image(original), "mask (white = kept)": as_image(kept),
+            "model input (masked)": as_image(seen)}
+
+
+def draw_dense(batch, path, rows):
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = dense_panels(batch, rows)
+    image = np.asarray(batch["inputs"]).ndim == 4
+    count = len(next(iter(panels.values())))
+    fig, axes = plt.subplots(count, len(panels), figsize=(3.6 * len(panels), 2.4 * count),
+                             squeeze=False)
+    for column, (name, images) in enumerate(panels.items()):
+        for row in range(count):
+            axis = axes[row][column]
+            axis.imshow(images[row], cmap="gray" if name.startswith("mask") else "viridis",
+                        aspect="equal" if image else "auto", interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(name, fontsize=10)
+    fig.suptitle("dense batch: first rows of one training batch")
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
 def inspect(config_path, overrides=(), output_dir=None, rows=4):
     """Builds the config's training pipeline and writes the two PNGs."""
     from tfmask.tasks import build_task
@@ -124,6 +176,10 @@ def inspect(config_path, overrides=(), output_dir=None, rows=4):
     os.makedirs(output_dir, exist_ok=True)
     task = build_task(config)
     batch = {k: v.numpy() for k, v in next(iter(task.train)).items()}
+    if task.dense:  # no tokens and no attention masks: the input, its mask, the result
+        dense_png = os.path.join(output_dir, "dense.png")
+        draw_dense(batch, dense_png, rows)
+        return (dense_png,)
     tokens_png = os.path.join(output_dir, "tokens.png")
     masks_png = os.path.join(output_dir, "masks.png")
     draw_tokens(batch, task.tokenizer, tokens_png, rows)

@@ -132,3 +132,17 @@ def test_train_examples_draws_a_stratified_seeded_subset():
         config_from_dict({"model": {"family": "dense_classifier", "num_classes": 10},
                           "data": {"name": "digits", "inputs_key": "image",
                                    "train_examples": -1}})
+
+
+def test_inspect_draws_the_input_its_mask_and_the_masked_input(tmp_path):
+    from tfmask.inspect import dense_panels, inspect
+
+    [path] = inspect(os.path.join(REPO, "configs/dense_digits.yaml"),
+                     output_dir=str(tmp_path), rows=3)
+    assert os.path.getsize(path) > 10_000
+    task = build_task(load_config(os.path.join(REPO, "configs/dense_digits.yaml")))
+    batch = {k: v.numpy() for k, v in next(iter(task.train)).items()}
+    panels = dense_panels(batch, 3)
+    kept = panels["mask (white = kept)"].astype(bool)
+    assert panels["input"].shape == (3, 8, 8) and not kept.all()
+    np.testing.assert_array_equal(panels["model input (masked)"][kept], panels["input"][kept])

@@ -468,4 +468,11 @@ def subsample(documents, count, label_key, seed):
     chosen = np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False)
                              for c, n in zip(classes, shares)])
     keep = tf.constant(np.isin(np.arange(len(labels)), chosen))
-    return documents.enumerate().filter(lambda i, d: keep[i]).map(lambda i, d: d)
+
+    def chosen_index(index, document):
+        return keep[index]
+
+    def document_only(index, document):
+        return document
+
+    return documents.enumerate().filter(chosen_index).map(document_only)

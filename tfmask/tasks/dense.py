@@ -195,10 +195,6 @@ class DenseClassifierTask(DenseTask):
         super().validate(config)
         if config.model.num_classes < 2:
             raise ConfigError(f"model.num_classes={config.model.num_classes} must be >= 2.")
-        if config.model.pretrained and not os.path.isfile(
-                os.path.join(config.model.pretrained, "export", "model.keras")):
-            raise ConfigError(f"model.pretrained={config.model.pretrained!r}: a dense "
-                              "classifier starts from a masked_autoencoder run folder.")
 
     def batches(self, documents, batch_size, training):
         label_key = self.config.data.label_key
@@ -229,8 +225,11 @@ class DenseClassifierTask(DenseTask):
         model = DenseClassifierModel(num_classes=config.model.num_classes, dtype=dtype,
                                      **self.encoder_kwargs())
         if config.model.pretrained:
-            pretrained = keras.models.load_model(
-                os.path.join(config.model.pretrained, "export", "model.keras"))
+            path = os.path.join(config.model.pretrained, "export", "model.keras")
+            if not os.path.isfile(path):
+                raise ConfigError(f"model.pretrained={config.model.pretrained!r}: a dense "
+                                  "classifier starts from a masked_autoencoder run folder.")
+            pretrained = keras.models.load_model(path)
             theirs, ours = pretrained.encoder.get_config(), model.encoder.get_config()
             different = [k for k in ours if k not in ("name", "dtype", "trainable")
                          and theirs.get(k) != ours[k] and k not in ("mean", "variance")]

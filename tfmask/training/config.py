@@ -17,7 +17,7 @@ Command-line overrides use dotted keys: `--set model.num_layers=4`.
 Each model family's task (`tfmask.tasks.TASKS`) validates its own part:
 which masking strategies it supports (the rest are refused in one line),
 and what an unset `masking.strategy` means: `random` (BERT's 80/10/10) for
-`mlm`, `none` for every other family.
+`mlm`, `dense` for `masked_autoencoder`, `none` for every other family.
 
 Example:
 >>> config = config_from_dict({"model": {"family": "mlm"}, "data": {"name": "austen"}})
