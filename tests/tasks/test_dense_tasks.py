@@ -146,3 +146,27 @@ def test_inspect_draws_the_input_its_mask_and_the_masked_input(tmp_path):
     kept = panels["mask (white = kept)"].astype(bool)
     assert panels["input"].shape == (3, 8, 8) and not kept.all()
     np.testing.assert_array_equal(panels["model input (masked)"][kept], panels["input"][kept])
+
+
+@pytest.mark.parametrize("shape,kwargs", [
+    ((30,), {"encoder": "mlp", "token": True, "indicator": True}),
+    ((30,), {"encoder": "transformer"}),  # one token per feature
+    ((32, 1), {"encoder": "transformer"}),  # one token per time step
+    ((8, 8, 1), {"encoder": "transformer", "patch_size": 2}),  # 16 patch tokens
+])
+def test_dense_encoder_passes_the_layer_harness(shape, kwargs, tmp_path):
+    from tests.layer_harness import run_layer_test
+    from tfmask.models import DenseEncoder
+
+    rng = np.random.default_rng(0)
+    inputs = {"inputs": rng.normal(size=(3,) + shape).astype("float32")}
+    if kwargs.get("token"):
+        inputs["feature_mask"] = rng.random((3,) + shape) > 0.3
+    if kwargs.get("indicator"):
+        inputs["missing_indicator"] = (rng.random((3,) + shape) > 0.7).astype("float32")
+    features = shape[-1]
+    run_layer_test(DenseEncoder,
+                   {"input_shape": shape, "hidden_dim": 16, "num_layers": 1, "num_heads": 2,
+                    "intermediate_dim": 32, "dropout": 0.0, "mean": [0.5] * features,
+                    "variance": [2.0] * features, **kwargs},
+                   inputs, expected_output_shape=(3, 16), tmp_path=tmp_path)

@@ -94,7 +94,7 @@ class DenseEncoder(keras.layers.Layer):
                            for i in range(num_layers)]
             self.final_norm = keras.layers.LayerNormalization(dtype=self.dtype_policy,
                                                               name="final_norm")
-        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         if self.encoder == "transformer":
