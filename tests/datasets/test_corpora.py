@@ -21,6 +21,7 @@ SPLIT_SIZES = {
     "peoples_daily": (15_191, 1_899, 1_899),
     "wnut16": (1_825, 228, 228),
     "kjv_rv1909": (24_475, 3_059, 3_059),
+    "kjv_rv1909_prompts": (24_475, 3_059, 3_059),
 }
 ALL = sorted(SPLIT_SIZES)
 
