@@ -88,9 +88,12 @@ def tiny_overrides(argv):
     model, data = config.get("model", {}), config.get("data", {})
     out = ["train.steps=2", "train.log_every=1", "train.eval_batches=1", "schedule.warmup_steps=1",
            "data.batch_size=4", "data.eval_batch_size=4"]
-    if not model.get("pretrained") and "model.pretrained" not in sets:
+    dense = model.get("family") in ("dense_classifier", "masked_autoencoder")
+    # A text model from a checkpoint keeps its size; a dense one starts from the
+    # page's own (shrunk) autoencoder run, so it shrinks the same way.
+    if dense or (not model.get("pretrained") and "model.pretrained" not in sets):
         out += [f"model.{k}={v}" for k, v in TINY_MODEL.items() if k in model]
-    if model.get("family") in ("dense_classifier", "masked_autoencoder"):
+    if dense:
         return [arg for value in out for arg in ("--set", value)]  # arrays: no text settings
     if data.get("vocabulary", "train") == "train":
         out.append("data.vocabulary_size=1000")
