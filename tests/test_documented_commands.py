@@ -26,8 +26,6 @@ SKIPPED = {
     "python -m pytest": "the test suite itself",
     "python -m benchmarks": "measurements of minutes; their results are checked in "
                             "(benchmarks/results) and benchmarks have no tiny mode",
-    "python -m experiments": "experiments of 7-20 minutes; smoke-tested at --scale by their "
-                             "own tests where they have them, results in experiments/RESULTS.md",
 }
 ENTRY_POINTS = ("python -m tfmask.train", "python -m tfmask.predict", "python -m tfmask.inspect")
 TINY_MODEL = {"num_layers": 1, "decoder_num_layers": 1, "num_heads": 2, "hidden_dim": 32,
