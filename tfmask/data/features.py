@@ -50,6 +50,7 @@ DECODER_TOKEN_IDS = "decoder_token_ids"
 DECODER_PADDING_MASK = "decoder_padding_mask"
 TARGETS = "targets"
 FEATURE_MASK = "feature_mask"
+MISSING_INDICATOR = "missing_indicator"  # dense: 1 where a value is hidden
 TERM_MASK = "term_mask"
 TRUNCATED = "truncated"
 INPUTS = "inputs"

@@ -27,10 +27,10 @@ import math
 import keras
 from keras import ops
 
+from tfmask.data.features import MISSING_INDICATOR
 from tfmask.layers import MaskToken, TransformerEncoderBlock
 
 ENCODERS = ("mlp", "transformer")
-MISSING_INDICATOR = "missing_indicator"  # FeatureMasking(indicator=True)'s key
 
 
 def _tokens(x, shape, patch_size):

@@ -26,7 +26,6 @@ import tensorflow as tf
 
 from tfmask.data import features as F
 from tfmask.data.masking import FeatureMasking
-from tfmask.data.masking.dense import MISSING_INDICATOR
 from tfmask.data.pipeline import mask_dataset
 from tfmask.errors import ConfigError
 from tfmask.losses import weighted_squared_error_sum
@@ -161,7 +160,7 @@ class DenseTask(Task):
             inputs[F.FEATURE_MASK] = batch.get(F.FEATURE_MASK,
                                                tf.ones_like(batch[F.INPUTS], tf.bool))
         if self.config.masking.indicator:
-            inputs[MISSING_INDICATOR] = batch.get(MISSING_INDICATOR,
+            inputs[F.MISSING_INDICATOR] = batch.get(F.MISSING_INDICATOR,
                                                   tf.zeros_like(batch[F.INPUTS]))
         return inputs
 
@@ -231,8 +230,9 @@ class DenseClassifierTask(DenseTask):
                                   "classifier starts from a masked_autoencoder run folder.")
             pretrained = keras.models.load_model(path)
             theirs, ours = pretrained.encoder.get_config(), model.encoder.get_config()
-            different = [k for k in ours if k not in ("name", "dtype", "trainable")
-                         and theirs.get(k) != ours[k] and k not in ("mean", "variance")]
+            # The statistics are the new run's data; the architecture must match.
+            own = ("name", "dtype", "trainable", "mean", "variance")
+            different = [k for k in ours if k not in own and theirs.get(k) != ours[k]]
             if different:
                 raise ConfigError(f"model.pretrained={config.model.pretrained}'s encoder "
                                   f"differs in {', '.join(different)}; use the same settings.")

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tfmask.data import features as F
 from tfmask.data.masking.base import MaskingStrategy, check_fraction, split_seed
 
-MISSING_INDICATOR = "missing_indicator"
+MISSING_INDICATOR = F.MISSING_INDICATOR  # re-exported: FeatureMasking(indicator=True)
 MODES = ("element", "feature", "timestep", "pixel", "span", "block", "patch")
 FILLS = ("zero", "mean", "token")
 # Modes each input rank accepts: 2 = [B, F], 3 = [B, T, F], 4 = [B, H, W, C].
