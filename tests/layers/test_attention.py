@@ -230,4 +230,4 @@ def test_bad_inputs_give_one_line_errors():
     with pytest.raises(ValueError, match="key_segment_ids"):
         layer(x, rand(B, S, D), segment_ids=np.ones((B, T), "int32"))
     with pytest.raises(ValueError, match="cache_update_index"):
-        layer(x, cache=layer.init_cache(B, T))
+        layer(x, cache=layer.init_cache(B, T), use_causal_mask=True)
