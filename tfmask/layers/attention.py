@@ -342,6 +342,11 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         if len(query.shape) != 4 or use_causal_mask:  # Keras' own path (attention_axes)
             return super()._compute_attention(query, key, value, attention_mask, training,
                                               return_attention_scores, use_causal_mask)
+        if self._flash_attention and return_attention_scores:
+            raise ValueError(  # Keras' message: flash kernels never form the scores
+                "Returning attention scores is not supported when flash "
+                "attention is enabled. Please disable flash attention to access"
+                " attention scores.")
         query_heads, key_heads, value_heads, mask = query, key, value, attention_mask
         if mask is not None:
             mask = ops.cast(mask, "bool")
