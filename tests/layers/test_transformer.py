@@ -30,7 +30,7 @@ class Stack:
         x = self.embed(ids, position_ids=position_ids)
         for block in self.blocks:
             x = block(x, **call_kwargs)
-        return x.numpy() if not isinstance(x, tuple) else x
+        return np.asarray(x) if not isinstance(x, tuple) else x
 
 
 def test_encoder_harness(tmp_path):
@@ -129,10 +129,10 @@ def test_sliding_window_limits_what_one_layer_sees():
     block = TransformerEncoderBlock(HEADS, FFN)
     x = rand(1, 7, D)
     window = M.sliding_window_mask(7, 2)
-    base = block(x, attention_mask=window).numpy()
+    base = np.asarray(block(x, attention_mask=window))
     changed = x.copy()
     changed[:, 6] += 5.0  # only positions 5 and 6 are within reach of 6
-    out = block(changed, attention_mask=window).numpy()
+    out = np.asarray(block(changed, attention_mask=window))
     np.testing.assert_allclose(out[:, :5], base[:, :5], atol=ATOL)
     assert not np.allclose(out[:, 5], base[:, 5], atol=1e-4)
 
@@ -183,14 +183,14 @@ def test_decoder_kv_cache_equals_full_pass(with_encoder):
     x = rand(2, 5, D)
     enc = rand(2, 4, D, seed=5) if with_encoder else None
     enc_mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool) if with_encoder else None
-    full = block(x, enc, encoder_padding_mask=enc_mask).numpy()
+    full = np.asarray(block(x, enc, encoder_padding_mask=enc_mask))
     cache = block._self_attention.init_cache(2, 5)
     steps = []
     for t in range(5):
         out, cache = block(x[:, t : t + 1], enc, encoder_padding_mask=enc_mask,
                            self_attention_cache=cache,
                            self_attention_cache_update_index=t)
-        steps.append(out.numpy())
+        steps.append(np.asarray(out))
     np.testing.assert_allclose(np.concatenate(steps, 1), full, atol=ATOL)
 
 
@@ -277,13 +277,14 @@ def _decode_with_both_caches(block, x, enc, step):
     return np.concatenate(outputs, 1), cross_cache
 
 
-@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.tensorflow_only(
+    "decoding inside tf.function with tf.cond"))])
 @pytest.mark.parametrize("normalize_first", [False, True])
 def test_decoding_with_self_and_cross_caches_equals_full_pass(compiled, normalize_first):
     block = TransformerDecoderBlock(HEADS, FFN, normalize_first=normalize_first)
     x, enc = rand(2, 5, D), rand(2, 5, D, seed=2)
     enc[0, 3:] = 100.0  # padding: never attended
-    full = block(x, enc, encoder_padding_mask=ENC_MASK).numpy()
+    full = np.asarray(block(x, enc, encoder_padding_mask=ENC_MASK))
 
     def step(x_t, self_cache, cross_cache, t, first):
         def call(index):
