@@ -1,8 +1,17 @@
 # Adapted from Keras v3.15.1, keras/src/layers/attention/multi_head_attention_test.py
 # Copyright The Keras Authors. Licensed under the Apache License, Version 2.0
-# (https://www.apache.org/licenses/LICENSE-2.0). Changes: tfmask's
-# MaskedMultiHeadAttention replaces layers.MultiHeadAttention; tests of Keras'
-# private internals are marked and skipped with their reasons (see SKIPPED).
+# (https://www.apache.org/licenses/LICENSE-2.0).
+#
+# Changes:
+# - tfmask's MultiHeadAttention (exported as MaskedMultiHeadAttention too)
+#   replaces layers.MultiHeadAttention; the test bodies are Keras'.
+# - test_masking: its causal case has 5 queries over 3 keys, where Keras'
+#   causal rule is top-left and tfmask's default bottom-right (README,
+#   "Keras-native layers"); the layer is built with causal_alignment="top_left".
+#
+# Skipped tests: none of ours. Keras' own skips stay: the two flash-attention
+# tests run on JAX and torch only (flash attention does not exist on
+# TensorFlow); CI runs this file on TensorFlow and on JAX.
 import os
 import warnings
 
