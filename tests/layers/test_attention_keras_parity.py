@@ -182,3 +182,23 @@ def test_cross_attention_cache_is_projected_once_and_reused():
                    cache=layer.init_cache(B, 6), cache_update_index=0)[1]
     steps = [layer(query[:, i:i + 1], value_mask=padding, cache=filled)[0] for i in range(3)]
     np.testing.assert_allclose(np.concatenate(steps, 1), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [
+    {"use_gate": True},
+    {"output_shape": (3, 2)},
+    {"value_dim": 6, "use_bias": False},
+    {"sliding_window": 2},
+])
+@pytest.mark.parametrize("causal", [False, True])
+def test_equals_keras_layer_with_its_options(options, causal):
+    """Keras' options through tfmask's own path (T == S, every query sees a
+    key, where the two rules agree): the same numbers as Keras' layer."""
+    query = rand(B, 5, D)
+    ours = MultiHeadAttention(H, K, **options)
+    theirs = keras.layers.MultiHeadAttention(H, K, **options)
+    ours(query, query)
+    theirs(query, query)
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours(query, use_causal_mask=causal),
+                               theirs(query, query, use_causal_mask=causal), atol=1e-5)
