@@ -48,7 +48,8 @@ setup(
         # `prepare` itself (fetched alone, like the other corpora), so they are not
         # runtime dependencies (~210 MB with pandas); the tests compare the parsed
         # values with load_digits() & co.
-        "test": ["pytest>=8", "scikit-learn>=1.9.1", "statsmodels>=0.15.0"],
+        # jax: the layer tests also run on Keras' JAX backend (CPU wheel, ~80 MB).
+        "test": ["pytest>=8", "scikit-learn>=1.9.1", "statsmodels>=0.15.0", "jax>=0.7"],
     },
     license="Apache-2.0",
 )

@@ -5,7 +5,14 @@ batch 32, dropout 0.1), the same padded inputs and padding mask, run as one
 `tf.function` each (forward, loss, gradients), alternating so that machine
 noise hits both alike. Prints min / median / max ms per step and the ratio.
 
+`--attention_paths` instead times tfmask's two attention paths against each
+other: the fused `keras.ops.dot_product_attention` path and the einsum +
+masked-softmax path, with attention-probability dropout off (dropout on the
+residual branches stays 0.1), since active attention dropout always takes the
+einsum path.
+
     python -m benchmarks.encoder_step [--steps 20] [--precision float32]
+    python -m benchmarks.encoder_step --attention_paths
 """
 
 import argparse
@@ -38,6 +45,17 @@ def tfmask_block(dtype):
     return TransformerEncoderBlock(HEADS, FFN, dropout=0.1, activation="gelu", dtype=dtype)
 
 
+def tfmask_block_on_path(fused):
+    def factory(dtype):
+        block = TransformerEncoderBlock(HEADS, FFN, dropout=0.1, attention_dropout=0.0,
+                                        activation="gelu", dtype=dtype)
+        block.build((None, SEQ, HIDDEN))
+        block._self_attention.fused = fused  # the path under test
+        return block
+
+    return factory
+
+
 def keras_hub_block(dtype):
     return keras_hub.layers.TransformerEncoder(FFN, HEADS, dropout=0.1, activation="gelu", dtype=dtype)
 
@@ -59,6 +77,8 @@ def main():
     parser.add_argument("--precision", default="float32",
                         choices=["float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--jit_compile", action="store_true")
+    parser.add_argument("--attention_paths", action="store_true",
+                        help="time tfmask's fused vs einsum attention instead")
     parser.add_argument("--json", default=None, help="write results here")
     args = parser.parse_args()
 
@@ -67,10 +87,12 @@ def main():
     lengths = rng.integers(SEQ // 4, SEQ + 1, size=BATCH)
     mask = tf.constant(np.arange(SEQ)[None] < lengths[:, None])
 
-    steps = {
-        "tfmask": make_step(build_stack(tfmask_block, args.precision), args.jit_compile),
-        "keras_hub": make_step(build_stack(keras_hub_block, args.precision), args.jit_compile),
-    }
+    if args.attention_paths:
+        factories = {"fused": tfmask_block_on_path(True), "einsum": tfmask_block_on_path(False)}
+    else:
+        factories = {"tfmask": tfmask_block, "keras_hub": keras_hub_block}
+    steps = {name: make_step(build_stack(factory, args.precision), args.jit_compile)
+             for name, factory in factories.items()}
     times = {name: [] for name in steps}
     for name, step in steps.items():  # trace + warm up
         for _ in range(3):
@@ -90,9 +112,10 @@ def main():
         ms = np.array(ms)
         results[name] = {"min": ms.min(), "median": float(np.median(ms)), "max": ms.max()}
         print(f"{name:<10} {ms.min():8.1f} {np.median(ms):8.1f} {ms.max():8.1f}")
-    ratio = np.array(times["keras_hub"]) / np.array(times["tfmask"])
+    slow, fast = ("einsum", "fused") if args.attention_paths else ("keras_hub", "tfmask")
+    ratio = np.array(times[slow]) / np.array(times[fast])
     results["speedup"] = {"min": ratio.min(), "median": float(np.median(ratio)), "max": ratio.max()}
-    print(f"keras_hub / tfmask time ratio (>1 = tfmask faster): min {ratio.min():.2f} "
+    print(f"{slow} / {fast} time ratio (>1 = {fast} faster): min {ratio.min():.2f} "
           f"median {np.median(ratio):.2f} max {ratio.max():.2f}")
     if args.json:
         with open(args.json, "w") as f:

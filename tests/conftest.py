@@ -14,3 +14,15 @@ def _isolate_keras_state():
     keras.utils.set_random_seed(1234)
     yield
     keras.config.set_dtype_policy("float32")
+
+
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.tensorflow_only("why")` tests need TensorFlow itself
+    (tf.function, GradientTape, tf.train.Checkpoint, dynamic shapes); on
+    another Keras backend (KERAS_BACKEND=jax) they are skipped with that reason."""
+    if keras.backend.backend() == "tensorflow":
+        return
+    for item in items:
+        marker = item.get_closest_marker("tensorflow_only")
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason="TensorFlow only: " + marker.args[0]))

@@ -84,6 +84,7 @@ def test_masked_mean_squared_error_averages_over_weighted_elements_only():
                                ((predictions - targets) ** 2).mean(), rtol=1e-5)
 
 
+@pytest.mark.tensorflow_only('gradients use tf.GradientTape')
 def test_masked_mean_squared_error_is_zero_without_weights_and_ignores_nan_targets():
     import tensorflow as tf
 

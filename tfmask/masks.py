@@ -141,12 +141,14 @@ def document_mask(segment_ids, key_segment_ids=None):
     )
 
 
-def sliding_window_mask(length, window, key_length=None):
-    """[T, S] band mask: query i may attend key j iff abs(i - j) < window.
+def sliding_window_mask(length, window, key_length=None, offset=0):
+    """[T, S] band mask: query i may attend key j iff abs(i + offset - j) < window.
 
     Same definition as Keras' `MultiHeadAttention(sliding_window=...)`;
     combine it with `causal_mask` for the causal window of Mistral-style
     models (each token sees itself and `window - 1` tokens before it).
+    `offset` places query i at key position `i + offset`, as in `causal_mask`
+    (0: Keras' top-left alignment).
 
     Example:
     >>> sliding_window_mask(4, 2).numpy().astype(int).tolist()
@@ -157,7 +159,7 @@ def sliding_window_mask(length, window, key_length=None):
             f"sliding_window_mask: window must be >= 1, got {window}."
         )
     key_length = length if key_length is None else key_length
-    rows = ops.expand_dims(ops.arange(length, dtype="int32"), 1)
+    rows = ops.expand_dims(ops.arange(length, dtype="int32"), 1) + ops.cast(offset, "int32")
     cols = ops.expand_dims(ops.arange(key_length, dtype="int32"), 0)
     return ops.less(ops.abs(rows - cols), window)
 
@@ -370,9 +372,14 @@ def masked_softmax(scores, mask=None, axis=-1):
     scores = ops.convert_to_tensor(scores)
     out_dtype = scores.dtype
     logits = ops.cast(scores, "float32")
-    if mask is None:
-        return ops.cast(ops.softmax(logits, axis=axis), out_dtype)
-    mask = _as_bool(mask)
-    probs = ops.softmax(logits + mask_to_bias(mask, "float32"), axis=axis)
-    has_any = ops.cast(ops.any(mask, axis=axis, keepdims=True), "float32")
-    return ops.cast(probs * has_any, out_dtype)
+    if mask is not None:
+        mask = _as_bool(mask)
+        logits = logits + mask_to_bias(mask, "float32")
+    if isinstance(axis, (tuple, list)):  # attention over several axes (Keras' attention_axes)
+        axis = tuple(axis)
+        probs = ops.exp(logits - ops.logsumexp(logits, axis=axis, keepdims=True))
+    else:
+        probs = ops.softmax(logits, axis=axis)
+    if mask is not None:
+        probs = probs * ops.cast(ops.any(mask, axis=axis, keepdims=True), "float32")
+    return ops.cast(probs, out_dtype)

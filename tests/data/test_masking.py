@@ -364,3 +364,26 @@ def test_term_matcher_compares_terms_as_the_uncased_tokenizer_sees_words():
     assert TermMatcher(["José Müller"])(words).numpy().tolist() == [[True, True, False, False]]
     cased = tf.ragged.constant([["Tom", "tom", "Hanks"]])
     assert TermMatcher(["Tom"], lowercase=False)(cased).numpy().tolist() == [[True, False, False]]
+
+
+def test_unseeded_calls_follow_the_seed_generator_convention():
+    """Keras' SeedGenerator convention: an instance's stream of masks depends
+    on its seed only; draws elsewhere in the process do not shift it."""
+    batch = synthetic_batch(rows=8)
+
+    def stream(strategy, calls=3):
+        return [strategy(batch)[F.TOKEN_IDS].numpy() for _ in range(calls)]
+
+    first = stream(mlm(RandomTokenMasking, seed=7))
+    tf.random.uniform([5])  # unrelated stateful draws in between
+    mlm(RandomTokenMasking, seed=7)(batch)  # another instance drawing
+    second = stream(mlm(RandomTokenMasking, seed=7))
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], first[1])  # the stream moves on
+    assert not np.array_equal(first[0], stream(mlm(RandomTokenMasking, seed=8), 1)[0])
+
+    strategy = mlm(RandomTokenMasking, seed=7)
+    traced = tf.function(lambda b: strategy(b)[F.TOKEN_IDS])
+    np.testing.assert_array_equal(traced(batch).numpy(), first[0])  # traced: same stream
+    np.testing.assert_array_equal(traced(batch).numpy(), first[1])

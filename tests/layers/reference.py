@@ -17,14 +17,19 @@ def _projection(dense, x, equation="btd,dhk->bthk"):
     return y + bias[0] if bias else y
 
 
-def allowed(b, i, j, t, s, q_pad, k_pad, custom, causal, q_seg, k_seg, offset=None):
+def allowed(b, i, j, t, s, q_pad, k_pad, custom, causal, q_seg, k_seg, offset=None,
+            window=None):
+    """Query i sits at key position i + offset (default s - t, bottom right)."""
+    position = i + (s - t if offset is None else offset)
     if q_pad is not None and not q_pad[b, i]:
         return False
     if k_pad is not None and not k_pad[b, j]:
         return False
     if custom is not None and not custom[b, i, j]:
         return False
-    if causal and j > i + (s - t if offset is None else offset):
+    if causal and j > position:
+        return False
+    if window is not None and abs(position - j) >= window:
         return False
     if q_seg is not None and (q_seg[b, i] == 0 or q_seg[b, i] != k_seg[b, j]):
         return False
@@ -32,7 +37,7 @@ def allowed(b, i, j, t, s, q_pad, k_pad, custom, causal, q_seg, k_seg, offset=No
 
 
 def brute_force_attention(layer, query, value, q_pad=None, k_pad=None, custom=None,
-                          causal=False, q_seg=None, k_seg=None):
+                          causal=False, q_seg=None, k_seg=None, offset=None, window=None):
     """Returns (output [B, T, D], probabilities [B, H, T, S]) in float64."""
     query = np.asarray(query, np.float64)
     value = np.asarray(value, np.float64)
@@ -47,7 +52,7 @@ def brute_force_attention(layer, query, value, q_pad=None, k_pad=None, custom=No
             for i in range(t):
                 keys = [j for j in range(s) if allowed(
                     b, i, j, t, s, _np(q_pad), _np(k_pad), _np(custom), causal,
-                    _np(q_seg), _np(k_seg))]
+                    _np(q_seg), _np(k_seg), offset, window)]
                 if not keys:
                     continue
                 logits = np.array([q[b, i, h] @ k[b, j, h] for j in keys]) / np.sqrt(key_dim)

@@ -54,12 +54,13 @@ def test_index_gather_and_scatter_are_inverse():
 def test_padding_free_equals_padded_at_real_tokens(masks, normalize_first):
     padded, free = twin_blocks(normalize_first=normalize_first)
     x = rand(3, 6, D, seed=1)
-    expected = padded(x, padding_mask=MASK, **masks).numpy()
-    actual = free(x, padding_mask=MASK, **masks).numpy()
+    expected = np.asarray(padded(x, padding_mask=MASK, **masks))
+    actual = np.asarray(free(x, padding_mask=MASK, **masks))
     np.testing.assert_allclose(actual[MASK], expected[MASK], atol=ATOL)
     np.testing.assert_array_equal(actual[~MASK], 0.0)
 
 
+@pytest.mark.tensorflow_only('gradients use tf.GradientTape')
 def test_padding_free_gradients_equal_padded_gradients():
     padded, free = twin_blocks()
     x = tf.constant(rand(3, 6, D, seed=2))
@@ -85,6 +86,7 @@ def test_padding_free_in_a_functional_model_takes_the_keras_mask():
     np.testing.assert_allclose(model(ids)[:1], model(ids[:1, :3]), atol=ATOL)
 
 
+@pytest.mark.tensorflow_only('padding-free layers have a data-dependent token count, which jit on JAX cannot trace (as XLA on TensorFlow: documented)')
 def test_padding_free_harness(tmp_path):
     run_layer_test(
         TransformerEncoderBlock,

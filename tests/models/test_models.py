@@ -143,16 +143,93 @@ def test_models_in_mixed_precision_give_finite_float32_logits(policy):
     assert model.get_layer("encoder_block_0").compute_dtype == policy.split("_")[1]
 
 
-def test_transformer_cached_steps_give_the_teacher_forced_logits():
-    """Stronger than argmax equality: the logits themselves, every step."""
+@pytest.mark.parametrize("cross_cache", [True, False], ids=["cross_cache", "self_cache_only"])
+def test_transformer_cached_steps_give_the_teacher_forced_logits(cross_cache):
+    """Stronger than argmax equality: the logits themselves, every step, with
+    the encoder keys/values read from cross-attention caches (as `generate`
+    does) or recomputed from the encoder output at each step."""
     model = Seq2SeqTransformerModel(**SMALL)
     target = np.array([[0, 12, 13, 14], [0, 15, 16, 17]], "int32")
     full = model({**encoded(SOURCE), **decoded(target)}).numpy()
-    cache = {"encoder": model.encoder(SOURCE, SOURCE != 0), "encoder_mask": SOURCE != 0,
-             "self": tuple(b._self_attention.init_cache(2, 4) for b in model.blocks)}
+    if cross_cache:
+        cache = model._build_cache(SOURCE, SOURCE != 0, 4)
+        assert len(cache["cross"]) == len(model.blocks)
+    else:
+        cache = {"encoder": model.encoder(SOURCE, SOURCE != 0), "encoder_mask": SOURCE != 0,
+                 "self": tuple(b._self_attention.init_cache(2, 4) for b in model.blocks)}
     for t in range(4):
         logits, cache = model._step(target[:, t : t + 1], cache, t)
         np.testing.assert_allclose(logits[:, 0], full[:, t], atol=1e-4)
+    assert ("cross" in cache) == cross_cache
+
+
+# Sources of three lengths in one batch, right-padded with 0.
+PADDED_SOURCE = np.array([[5, 6, 7, 8, 9, 3, 0], [10, 11, 3, 0, 0, 0, 0],
+                          [12, 13, 14, 15, 3, 0, 0]], "int32")
+
+
+def _without_cross_cache(model, monkeypatch):
+    """Makes `generate` recompute the encoder keys/values at every step."""
+    build = model._build_cache
+
+    def self_cache_only(*args, **kwargs):
+        cache = dict(build(*args, **kwargs))
+        del cache["cross"]
+        return cache
+
+    monkeypatch.setattr(model, "_build_cache", self_cache_only)
+
+
+def test_seq2seq_cross_cached_generation_equals_full_passes(monkeypatch):
+    keras.utils.set_random_seed(7)
+    model = Seq2SeqTransformerModel(**{**SMALL, "num_layers": 1}, decoder_num_layers=3)
+    mask = PADDED_SOURCE != 0
+    greedy = np.asarray(model.generate(PADDED_SOURCE, mask, max_length=8, start_id=1))
+    expected = greedy_by_full_passes(
+        lambda t: model({**encoded(PADDED_SOURCE), "decoder_token_ids": t,
+                         "decoder_padding_mask": np.ones(t.shape, bool)}), 8,
+        np.ones((3, 1), "int32"))
+    np.testing.assert_array_equal(greedy, expected)
+    beams = np.asarray(model.generate(PADDED_SOURCE, mask, max_length=8, start_id=1,
+                                      sampler="beam", num_beams=3))
+    # The same tokens when every step projects the encoder output again.
+    _without_cross_cache(model, monkeypatch)
+    np.testing.assert_array_equal(
+        model.generate(PADDED_SOURCE, mask, max_length=8, start_id=1), greedy)
+    np.testing.assert_array_equal(
+        model.generate(PADDED_SOURCE, mask, max_length=8, start_id=1, sampler="beam",
+                       num_beams=3), beams)
+
+
+def _count_calls(layer, monkeypatch):
+    calls = []
+    call = layer.call
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return call(*args, **kwargs)
+
+    monkeypatch.setattr(layer, "call", counted)
+    return calls
+
+
+@pytest.mark.parametrize("sampler", ["greedy", "beam"])
+def test_seq2seq_generation_projects_the_encoder_once(sampler, monkeypatch):
+    """Eager decoding runs the sampler's loop body once per step; the encoder
+    keys/values are projected at the first step only, the decoder's own at
+    every step."""
+    model = Seq2SeqTransformerModel(**SMALL)
+    max_length = 6
+    cross, own = [], []
+    for block in model.blocks:
+        cross += [_count_calls(block._cross_attention._key_dense, monkeypatch),
+                  _count_calls(block._cross_attention._value_dense, monkeypatch)]
+        own.append(_count_calls(block._self_attention._key_dense, monkeypatch))
+    model.generate(PADDED_SOURCE, PADDED_SOURCE != 0, max_length=max_length, sampler=sampler,
+                   num_beams=2)
+    assert [len(calls) for calls in cross] == [1] * len(cross)
+    # Filling the caches at position 0, then one call per generated token.
+    assert [len(calls) for calls in own] == [max_length] * len(own)
 
 
 @pytest.mark.parametrize("family", ["mlm", "classifier"])

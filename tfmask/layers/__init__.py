@@ -1,6 +1,6 @@
 """Keras 3 layers of tfmask, written with `keras.ops` and mask-aware."""
 
-from tfmask.layers.attention import MaskedMultiHeadAttention
+from tfmask.layers.attention import MaskedMultiHeadAttention, MultiHeadAttention
 from tfmask.layers.dropout import Dropout
 from tfmask.layers.embedding import MaskedEmbedding, sinusoidal_positions
 from tfmask.layers.heads import MaskedLMHead, TiedProjection
@@ -15,6 +15,7 @@ __all__ = [
     "MaskedLMHead",
     "MaskedLSTMDecoder",
     "MaskedMultiHeadAttention",
+    "MultiHeadAttention",
     "TiedProjection",
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",

@@ -198,34 +198,72 @@ class Seq2SeqTransformerModel(_GenerativeModel):
                     dropout=dropout, layer_norm_epsilon=layer_norm_epsilon,
                     normalize_first=normalize_first, position=position)
 
-    def _step(self, token_ids, cache, index):
+    def _step(self, token_ids, cache, index, fill_cross_attention_cache=False):
+        """token_ids [B, T] at positions index.. -> logits [B, T, V], cache.
+
+        `cache` holds the encoder output ("encoder" [B, S, D]) and its
+        padding mask ("encoder_mask" [B, S]), a self-attention cache per
+        block ("self") and, optionally, a cross-attention cache per block
+        ("cross", [B, 2, S, heads, head_dim] each). With "cross" the encoder
+        keys/values are read from it (filled by this call from "encoder" if
+        `fill_cross_attention_cache`); without it each block projects the
+        encoder output again.
+        """
         length = ops.shape(token_ids)[1]
         positions = ops.expand_dims(ops.arange(length, dtype="int32") + index, 0)
         x = self.embedding(token_ids, position_ids=positions)
-        new_self = []
-        for block, layer_cache in zip(self.blocks, cache["self"]):
-            x, layer_cache = block(x, cache["encoder"],
-                                   decoder_padding_mask=_all_real(token_ids),
-                                   encoder_padding_mask=cache["encoder_mask"],
-                                   self_attention_cache=layer_cache,
-                                   self_attention_cache_update_index=index)
-            new_self.append(layer_cache)
+        cross = cache.get("cross")
+        new_self, new_cross = [], []
+        for i, block in enumerate(self.blocks):
+            kwargs = {}
+            if cross is not None:
+                kwargs = {"cross_attention_cache": cross[i],
+                          "cross_attention_cache_update_index":
+                              0 if fill_cross_attention_cache else None}
+            x, *layer_caches = block(x, cache["encoder"],
+                                     decoder_padding_mask=_all_real(token_ids),
+                                     encoder_padding_mask=cache["encoder_mask"],
+                                     self_attention_cache=cache["self"][i],
+                                     self_attention_cache_update_index=index, **kwargs)
+            new_self.append(layer_caches[0])
+            if cross is not None:
+                new_cross.append(layer_caches[1])
         logits = ops.cast(self.projection(self.final_norm(x)), "float32")
-        return logits, {**cache, "self": tuple(new_self)}
+        cache = {**cache, "self": tuple(new_self)}
+        if cross is not None:
+            cache["cross"] = tuple(new_cross)
+        return logits, cache
 
-    def generate(self, token_ids, padding_mask, max_length, start_id=0, sampler="greedy",
-                 num_beams=4, stop_token_ids=None):
-        """Decodes [B, max_length] token ids (position 0 is `start_id`) for
-        sources `token_ids` with their `padding_mask` [B, S]."""
+    def _build_cache(self, token_ids, padding_mask, max_length, start_id=0):
+        """Encodes the sources once and fills every block's cross-attention
+        cache with their keys/values (a decoding step on the start token at
+        position 0, whose logits are dropped; the sampler's first step
+        writes the same self-attention keys/values there again)."""
         batch = ops.shape(token_ids)[0]
         padding_mask = ops.cast(padding_mask, "bool")
         encoded = self.encoder(token_ids, padding_mask)
+        source_length = ops.shape(token_ids)[1]
         cache = {
             "encoder": encoded,
             "encoder_mask": padding_mask,
             "self": tuple(block._self_attention.init_cache(batch, max_length)
                           for block in self.blocks),
+            "cross": tuple(block._cross_attention.init_cache(batch, source_length)
+                           for block in self.blocks),
         }
+        start = ops.full((batch, 1), start_id, "int32")
+        _, cache = self._step(start, cache, 0, fill_cross_attention_cache=True)
+        return cache
+
+    def generate(self, token_ids, padding_mask, max_length, start_id=0, sampler="greedy",
+                 num_beams=4, stop_token_ids=None):
+        """Decodes [B, max_length] token ids (position 0 is `start_id`) for
+        sources `token_ids` with their `padding_mask` [B, S].
+
+        The encoder runs, and its keys/values are projected, once per call;
+        every decoding step reads them from the cross-attention caches."""
+        batch = ops.shape(token_ids)[0]
+        cache = self._build_cache(token_ids, padding_mask, max_length, start_id)
         prompt = ops.concatenate(
             [ops.full((batch, 1), start_id, "int32"),
              ops.zeros((batch, max_length - 1), "int32")], axis=1)

@@ -14,8 +14,6 @@ import tensorflow as tf
 
 from tfmask.data import features as F
 
-INT32_MAX = 2**31 - 1
-
 
 def split_seed(seed, count):
     """`count` independent stateless seeds [count, 2] from one seed [2]."""
@@ -41,19 +39,32 @@ def check_fraction(name, value, allow_zero=True):
 class MaskingStrategy(abc.ABC):
     """A callable `batch dict -> batch dict`, reproducible from a seed.
 
-    `strategy(batch, seed=[a, b])` is deterministic in the seed; without a
-    seed, one is drawn from a stateful op seeded by the constructor's `seed`
-    (fine for exploration; pipelines pass seeds, see `mask_dataset`).
+    `strategy(batch, seed=[a, b])` is deterministic in the seed (pipelines
+    pass seeds, see `mask_dataset`). Without one, the call takes the next
+    seed of the instance's own stream, as Keras' `SeedGenerator` does: the
+    stream depends on the constructor's `seed` only, so two strategies built
+    with the same seed draw the same masks, call for call, whatever else
+    the process draws (`seed=None`: a non-deterministic stream).
     """
 
     def __init__(self, seed=None):
         self.seed = seed
+        self._generator = None
 
     def __call__(self, batch, seed=None):
         if seed is None:
-            seed = tf.random.uniform([2], maxval=INT32_MAX, dtype=tf.int32, seed=self.seed)
+            seed = self._next_seed()
         seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
         return self.apply(dict(batch), seed)
+
+    def _next_seed(self):
+        """The next [2] seed of this instance's stream (eager or traced)."""
+        if getattr(self, "_generator", None) is None:
+            with tf.init_scope():  # the state variable outlives any trace
+                self._generator = (
+                    tf.random.Generator.from_seed(self.seed) if self.seed is not None
+                    else tf.random.Generator.from_non_deterministic_state())
+        return self._generator.make_seeds(1)[:, 0]
 
     def resources(self):
         """Lookup tables and other TF resources the strategy's ops read; an
