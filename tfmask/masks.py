@@ -254,6 +254,7 @@ def merge_attention_masks(
     causal_offset=None,
     segment_ids=None,
     key_segment_ids=None,
+    sliding_window=None,
 ):
     """Merges every mask an attention layer can receive into one.
 
@@ -266,6 +267,8 @@ def merge_attention_masks(
     - `use_causal_mask`: `causal_mask(T, S, causal_offset)`.
     - `segment_ids` [B, T] (+ `key_segment_ids` [B, S] for cross-attention):
       `document_mask`, so packed documents never see each other.
+    - `sliding_window`: `sliding_window_mask` with the causal mask's
+      query positions (`causal_offset`, default `S - T`).
 
     Returns a bool mask of rank 3 ([B or 1, T, S]) or rank 4 (when
     `attention_mask` is per head), or None when no constraint was given.
@@ -288,6 +291,9 @@ def merge_attention_masks(
         masks.append(causal_mask(query_length, key_length, causal_offset)[None])
     if segment_ids is not None:
         masks.append(document_mask(segment_ids, key_segment_ids))
+    if sliding_window is not None:
+        offset = key_length - query_length if causal_offset is None else causal_offset
+        masks.append(sliding_window_mask(query_length, sliding_window, key_length, offset)[None])
     per_head = False
     if attention_mask is not None:
         attention_mask = _as_bool(attention_mask)

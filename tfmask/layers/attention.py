@@ -297,20 +297,17 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         key_length = ops.shape(key_heads)[1]
         if offset is None:
             offset = key_length - query_length if self.causal_alignment == "bottom_right" else 0
-        window = None
-        if self._sliding_window is not None:
-            window = mask_ops.sliding_window_mask(
-                query_length, self._sliding_window, key_length, offset)[None]
         mask = mask_ops.merge_attention_masks(
             query_length,
             key_length,
             query_mask=query_mask,
             key_mask=mask_ops.combine_masks(value_mask, key_mask),
-            attention_mask=mask_ops.combine_masks(attention_mask, window),
+            attention_mask=attention_mask,
             use_causal_mask=use_causal_mask,
             causal_offset=offset,
             segment_ids=segment_ids,
             key_segment_ids=key_segment_ids,
+            sliding_window=self._sliding_window,
         )
 
         context, probs = self._compute_attention(query_heads, key_heads, value_heads, mask,
