@@ -32,12 +32,12 @@ def race(contenders, rounds):
     return speeds
 
 
-def warmed_runner(step, batches, units):
+def warmed_runner(step, batches, units, warm=2):
     """A `race` contender: `step` over `batches` once per round, `units` done.
 
-    The first two batches are run here, untimed, to trace, compile and warm up.
+    The first `warm` batches are run here, untimed, to trace, compile and warm up.
     """
-    for batch in batches[:2]:
+    for batch in batches[:warm]:
         step(batch).numpy()
 
     def run():

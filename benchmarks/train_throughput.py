@@ -5,8 +5,9 @@ seq 128, batch 32, dropout 0.1, 15% masking with 20 predictions), the same
 masked batches (tfmask's RandomTokenMasking output, which both accept; rows
 hold 64-128 real tokens, 25% padding on average), the same AdamW step
 written once (`make_step`), alternating timed rounds. tfmask runs twice:
-padded (the same computation as keras-hub) and padding-free (its default
-outside XLA: token-wise layers skip padding). Reports tokens/s (min /
+padded (the same computation as keras-hub) and padding-free (its default:
+token-wise layers skip padding; under XLA one compilation per bucket of
+real-token counts, `tfmask.training.token_buckets`). Reports tokens/s (min /
 median / max over rounds), the per-round ratio to keras-hub, and model-FLOPs
 utilisation against a matmul peak measured in the same run.
 
@@ -37,8 +38,11 @@ from benchmarks.common import (  # noqa: E402
 from tfmask.data.masking import RandomTokenMasking  # noqa: E402
 from tfmask.losses import per_token_crossentropy  # noqa: E402
 from tfmask.models import MaskedLMModel  # noqa: E402
+from tfmask.training.token_buckets import TokenBuckets  # noqa: E402
 
 VOCAB, LAYERS, HIDDEN, HEADS, FFN, SEQ, BATCH, PREDICTIONS = 8192, 4, 256, 4, 1024, 128, 32, 20
+MFU_NOTE = ("MFU: useful FLOPs (real tokens, attention over real lengths, the head at real "
+            "predictions) per second over the matmul peak measured in the same run.")
 PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 
@@ -96,15 +100,18 @@ def keras_hub_inputs(batch):
             "mask_positions": batch["mask_positions"]}
 
 
-def make_step(model, to_inputs, precision, jit_compile):
-    """One AdamW step (weighted masked-LM loss), the same for every contender."""
+def make_step(model, to_inputs, precision, jit_compile, token_buckets=False):
+    """One AdamW step (weighted masked-LM loss), the same for every contender.
+
+    `token_buckets`: XLA with one compilation per bucket of real-token counts
+    (`tfmask.training.token_buckets`), what the trainer does for a
+    padding-free model under `jit_compile`."""
     optimizer = keras.optimizers.AdamW(1e-4)
     if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     variables = model.trainable_variables
     optimizer.build(variables)
 
-    @tf.function(jit_compile=jit_compile or None)
     def step(batch):
         with tf.GradientTape() as tape:
             logits = model(to_inputs(batch), training=True)
@@ -116,28 +123,40 @@ def make_step(model, to_inputs, precision, jit_compile):
         optimizer.apply(grads, variables)
         return loss
 
-    return step
+    if token_buckets:
+        return TokenBuckets(lambda batch: batch["padding_mask"], BATCH * SEQ, function=step)
+    return tf.function(step, jit_compile=jit_compile or None)
 
 
-def training_flops_per_token():
-    """6 x (non-embedding matmul params) + attention + the MLM head, fwd+bwd, per token."""
-    per_layer = 4 * HIDDEN * HIDDEN + 2 * HIDDEN * FFN
-    dense = 6 * LAYERS * per_layer
-    attention = 6 * LAYERS * 2 * SEQ * HIDDEN
-    head = 6 * PREDICTIONS / SEQ * (HIDDEN * HIDDEN + HIDDEN * VOCAB)
-    return dense + attention + head
+def useful_training_flops(batches):
+    """Training FLOPs (fwd + bwd = 3 x 2 per multiply-add) on real tokens only:
+    the encoder's matmuls per real token, attention over each row's real
+    length, the MLM head at the real predictions. Embedding lookups are free."""
+    per_token = 6 * LAYERS * (4 * HIDDEN * HIDDEN + 2 * HIDDEN * FFN)
+    flops = 0.0
+    for batch in batches:
+        lengths = np.sum(np.asarray(batch["padding_mask"]), axis=1).astype(np.float64)
+        predictions = float(np.sum(np.asarray(batch["mask_weights"])))
+        flops += per_token * lengths.sum()
+        flops += 6 * LAYERS * 2 * HIDDEN * np.sum(lengths**2)  # scores and context
+        flops += 6 * predictions * (HIDDEN * HIDDEN + HIDDEN * VOCAB)
+    return flops
 
 
 def contenders(precision, jit_compile, batches):
     """{name: run one round} for one precision / XLA setting."""
     models = {"keras_hub": (keras_hub_model(precision), keras_hub_inputs),
-              "tfmask padded": (tfmask_model(precision, padding_free=False), tfmask_inputs)}
-    if not jit_compile:  # padding-free needs dynamic shapes
-        models["tfmask padding-free"] = (tfmask_model(precision, padding_free=True),
-                                         tfmask_inputs)
-    return {name: warmed_runner(make_step(model, to_inputs, precision, jit_compile), batches,
-                                units=len(batches) * BATCH * SEQ)
-            for name, (model, to_inputs) in models.items()}
+              "tfmask padded": (tfmask_model(precision, padding_free=False), tfmask_inputs),
+              "tfmask padding-free": (tfmask_model(precision, padding_free=True),
+                                      tfmask_inputs)}
+    runners = {}
+    for name, (model, to_inputs) in models.items():
+        bucketed = jit_compile and name == "tfmask padding-free"
+        step = make_step(model, to_inputs, precision, jit_compile, token_buckets=bucketed)
+        # Token buckets compile on first use: warm every batch, not just two.
+        runners[name] = warmed_runner(step, batches, units=len(batches) * BATCH * SEQ,
+                                      warm=len(batches) if bucketed else 2)
+    return runners
 
 
 def run_mlm(precision="float32", jit_compile=False, rounds=5, steps=5, peak=None):
@@ -146,7 +165,8 @@ def run_mlm(precision="float32", jit_compile=False, rounds=5, steps=5, peak=None
     batches = masked_batches(steps)
     speeds = race(contenders(precision, jit_compile, batches), rounds)
     peak = peak or matmul_peak(PEAK_DTYPE[precision])
-    flops = training_flops_per_token()
+    # Useful FLOPs per padded position of a round: MFU counts real work only.
+    flops = useful_training_flops(batches) / (len(batches) * BATCH * SEQ)
     padding = 1 - float(np.mean([np.mean(b["padding_mask"]) for b in batches]))
     results = {"precision": precision, "jit_compile": jit_compile, "rounds": rounds,
                "steps_per_round": steps, "padding_fraction": padding,
@@ -189,7 +209,7 @@ def main():
         for jit in args.jit_compile:
             results.append(run_mlm(precision, jit == "on", args.rounds, args.steps))
             print_mlm(results[-1])
-    print("\n* MFU counts the padded model's FLOPs for every contender.")
+    print(f"\n* {MFU_NOTE}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -9,7 +9,12 @@ import tensorflow as tf
 from tests.layer_harness import run_layer_test
 from tfmask import masks as M
 from tfmask.layers import MaskedMultiHeadAttention, TransformerEncoderBlock
-from tfmask.layers.padding_free import gather_tokens, real_token_index, scatter_tokens
+from tfmask.layers.padding_free import (
+    gather_tokens,
+    real_token_index,
+    scatter_tokens,
+    token_slots,
+)
 
 D, HEADS, FFN = 8, 2, 16
 ATOL = 2e-5
@@ -104,3 +109,57 @@ def test_padding_free_attention_rejects_what_it_cannot_do():
         layer(tokens, rand(2, 6, D), query_mask=MASK[1:], token_index=index)
     with pytest.raises(ValueError, match="needs `query_mask`"):
         layer(tokens, token_index=index)
+
+
+# ------------------------------------------------ static slots (XLA, TPUs)
+@pytest.mark.parametrize("slots", [int(MASK.sum()), int(MASK.sum()) + 3, MASK.size])
+def test_token_slots_list_real_tokens_first_then_the_sentinel(slots):
+    with token_slots(slots):
+        index = np.asarray(real_token_index(MASK))
+    real = [i for i, m in enumerate(MASK.ravel()) if m]
+    assert index.tolist() == real + [MASK.size] * (slots - len(real))
+
+
+@pytest.mark.parametrize("slots", [int(MASK.sum()), MASK.size])
+@pytest.mark.parametrize("masks", [{}, {"use_causal_mask": True}])
+def test_slotted_block_equals_padded_block_traced_with_static_shapes(slots, masks):
+    """The slotted layout compiles (jit: static shapes) and gives the padded
+    block's outputs at real tokens and zeros at padding."""
+    padded, free = twin_blocks()
+    x = rand(3, 6, D, seed=4)
+    expected = np.asarray(padded(x, padding_mask=MASK, **masks))
+
+    def run(inputs, mask):
+        with token_slots(slots):
+            return free(inputs, padding_mask=mask, **masks)
+
+    if keras.backend.backend() == "jax":
+        import jax
+        actual = jax.jit(run)(x, MASK)
+    else:
+        actual = tf.function(run, jit_compile=True)(tf.constant(x), tf.constant(MASK))
+    actual = np.asarray(actual)
+    np.testing.assert_allclose(actual[MASK], expected[MASK], atol=ATOL)
+    np.testing.assert_array_equal(actual[~MASK], 0.0)
+
+
+@pytest.mark.tensorflow_only('gradients use tf.GradientTape')
+def test_slotted_gradients_equal_padded_gradients_under_xla():
+    padded, free = twin_blocks()
+    x = tf.constant(rand(3, 6, D, seed=2))
+    weights = tf.constant(rand(3, 6, D, seed=3) * MASK[..., None])
+
+    def gradients(block, slots=None):
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(block(x, padding_mask=MASK) * weights)
+            return tape.gradient(loss, [x] + block.trainable_variables)
+
+        if slots is None:
+            return run(x)
+        with token_slots(slots):
+            return tf.function(run, jit_compile=True)(x)
+
+    for g_free, g_padded in zip(gradients(free, slots=12), gradients(padded)):
+        np.testing.assert_allclose(np.asarray(g_free), np.asarray(g_padded), atol=1e-4)

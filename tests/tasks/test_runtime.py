@@ -13,6 +13,7 @@ from tests.training.test_trainer import FAMILIES, read_metrics, tiny_config, tra
 from tfmask.data import features as F
 from tfmask.tasks import TASKS, ClassifierTask
 from tfmask.training.config import ConfigError, config_from_dict
+from tfmask.training.token_buckets import TokenBuckets
 from tfmask.training.trainer import Trainer, variables_digest
 
 JIT_FAMILIES = ["mlm_whole_word", "classifier", "seq2seq_transformer", "seq2seq_lstm",
@@ -125,3 +126,20 @@ def test_term_masking_is_applied_when_predicting(tmp_path):
 
 def test_families_of_the_training_tests_cover_every_registered_family():
     assert {values["model"]["family"] for values in FAMILIES.values()} == set(TASKS.names())
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES) + ["mlm_entity_wnut16"])
+def test_string_features_never_travel_to_the_device(family):
+    """Raw texts and names stay on the host: a string tensor in a training
+    or evaluation batch would be copied to the GPU/TPU every step (or fail)."""
+    if family == "mlm_entity_wnut16":  # its documents keep `text` beside the words
+        values = tiny_config("mlm_whole_word", masking={"strategy": "entity",
+                                                        "max_predictions": 6})
+        values["data"] = {**values["data"], "name": "wnut16", "words_key": "words"}
+    else:
+        values = tiny_config(family)
+    task = TASKS.get(values["model"]["family"])(config_from_dict(values))
+    for batches in (task.train, task.evaluation):
+        spec = batches.element_spec
+        specs = spec.items() if isinstance(spec, dict) else enumerate(spec)
+        assert [key for key, value in specs if value.dtype.name == "string"] == []

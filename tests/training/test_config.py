@@ -47,8 +47,8 @@ def with_(section, **values):
                                                    r"neither minilm, a folder"),
     (with_("model", family="classifier", num_classes=1), r"model.num_classes=1 must be >= 2"),
     (with_("model", dropout=1.0), r"model.dropout=1.0 must be in \[0, 1\)"),
-    ({**with_("model", padding_free=True), "runtime": {"jit_compile": True}},
-     r"model.padding_free=true needs dynamic shapes"),
+    ({**with_("model", padding_free=True), "runtime": {"strategy": "tpu"}},
+     r"model.padding_free=true is not available on TPUs"),
 ])
 def test_bad_configs_get_one_line_messages(values, message):
     with pytest.raises(ConfigError, match=message) as info:
@@ -94,9 +94,9 @@ def test_every_shipped_config_validates():
         load_config(path, check_data=os.path.basename(path) not in needs_a_run)
 
 
-def test_padding_free_is_on_unless_shapes_must_be_static():
+def test_padding_free_is_on_except_on_tpus():
     assert padding_free(config_from_dict(BASE))
-    assert not padding_free(config_from_dict({**BASE, "runtime": {"jit_compile": True}}))
+    assert padding_free(config_from_dict({**BASE, "runtime": {"jit_compile": True}}))
     assert not padding_free(config_from_dict({**BASE, "runtime": {"strategy": "tpu"}}))
     assert not padding_free(config_from_dict(with_("model", padding_free=False)))
 

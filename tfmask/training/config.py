@@ -37,8 +37,9 @@ from typing import Optional
 import yaml
 
 from tfmask.errors import ConfigError  # noqa: F401  (part of this module's interface)
+from tfmask.training.precision import resolve_precision
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 DISTRIBUTION = ("default", "mirrored", "multi_worker", "tpu")
 
 
@@ -62,7 +63,7 @@ class ModelConfig:
     normalize_first: Optional[bool] = None
     position: str = "learned"
     # Encoder token-wise layers on real tokens only (tfmask.layers.padding_free).
-    # null = on unless XLA (runtime.jit_compile) or TPUs need static shapes.
+    # null = on, except on TPUs (under XLA: one compilation per bucket of token counts).
     padding_free: Optional[bool] = None
 
 
@@ -151,6 +152,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
+    # auto: this machine's fastest safe policy (tfmask.training.precision).
     precision: str = "float32"
     strategy: str = "default"
     num_devices: int = 0  # mirrored: 0 = all visible devices
@@ -362,11 +364,14 @@ def validate(config, check_data=True):
         raise ConfigError("train.max_seconds would stop workers at different steps; use "
                           "train.steps with runtime.strategy=multi_worker or tpu.")
     task.check(config)  # the family's strategies and settings
-    static = config.runtime.jit_compile or config.runtime.strategy == "tpu"
-    if model.padding_free and static:
-        raise ConfigError("model.padding_free=true needs dynamic shapes, which XLA "
-                          "(runtime.jit_compile) and TPUs do not allow; set "
-                          "model.padding_free: false or leave it unset.")
+    if config.runtime.precision == "auto":  # the run folder records what was used
+        chosen, _ = resolve_precision(config.runtime)
+        config = dataclasses.replace(
+            config, runtime=dataclasses.replace(config.runtime, precision=chosen))
+    if model.padding_free and config.runtime.strategy == "tpu":
+        raise ConfigError("model.padding_free=true is not available on TPUs (the trainer "
+                          "buckets token counts per XLA call, which a TPU step cannot "
+                          "switch between); set model.padding_free: false or leave it unset.")
     if data.vocabulary == "pretrained" and not model.pretrained:
         raise ConfigError("data.vocabulary=pretrained needs model.pretrained (its vocab.txt).")
     config = task.resolve(config, check_data)  # settings that follow the data
@@ -377,10 +382,11 @@ def validate(config, check_data=True):
 
 
 def padding_free(config):
-    """`model.padding_free` resolved: unset means on unless shapes must be static."""
+    """`model.padding_free` resolved: unset means on, except on TPUs (under
+    XLA the trainer compiles one step per bucket of token counts)."""
     if config.model.padding_free is not None:
         return config.model.padding_free
-    return not (config.runtime.jit_compile or config.runtime.strategy == "tpu")
+    return config.runtime.strategy != "tpu"
 
 
 def config_from_dict(values, check_data=True):

@@ -39,12 +39,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmask.data import features as F
 from tfmask.errors import Interrupted, TrainingDiverged
 from tfmask.serving import export_serving
 from tfmask.tasks import build_task
 from tfmask.training.run_folder import RunFolder, replace_folder
+from tfmask.training.config import padding_free
 from tfmask.training.schedule import WarmupDecay
 from tfmask.training.strategy import is_chief, make_strategy, worker_index
+from tfmask.training.token_buckets import TokenBuckets
 
 
 def make_optimizer(config):
@@ -138,12 +141,20 @@ class Trainer:
             if name != "loss":
                 metric.update_state(labels, logits, weights)
 
-    def _compiled(self, function):
+    def _compiled(self, function, batch_size):
         """`function` under XLA when runtime.jit_compile asks; else as it is,
-        traced inline into the caller's graph (no function-call boundary)."""
-        if self.config.runtime.jit_compile:
+        traced inline into the caller's graph (no function-call boundary).
+        A padding-free model under XLA gets one compilation per bucket of
+        real-token counts (`tfmask.training.token_buckets`)."""
+        config = self.config
+        if not config.runtime.jit_compile:
+            return function
+        if not (self.task.supports_padding_free and padding_free(config)):
             return tf.function(function, jit_compile=True)
-        return function
+        per_replica = -(-batch_size // self.strategy.num_replicas_in_sync)
+        return TokenBuckets(
+            lambda batch: self.task.split_batch(batch)[0][F.PADDING_MASK],
+            total_tokens=per_replica * config.data.sequence_length, function=function)
 
     def _make_train_step(self):
         model, optimizer, strategy, task = self.model, self.optimizer, self.strategy, self.task
@@ -166,7 +177,7 @@ class Trainer:
             self._update_metrics(metrics, labels, logits, weights)
             return loss, norm
 
-        compiled_step = self._compiled(replica_step)
+        compiled_step = self._compiled(replica_step, self.config.data.batch_size)
         # float16's loss scaler skips steps with overflowing gradients by
         # design; there only a non-finite loss means the run diverged.
         check_gradients = self.config.runtime.precision != "mixed_float16"
@@ -203,7 +214,7 @@ class Trainer:
             metrics["loss"].update_state(total / tf.maximum(weight, 1e-9), sample_weight=weight)
             self._update_metrics(metrics, labels, logits, weights)
 
-        compiled_step = self._compiled(replica_step)
+        compiled_step = self._compiled(replica_step, self.config.data.eval_batch_size)
         return tf.function(lambda batch: strategy.run(compiled_step, args=(batch,)))
 
     # ------------------------------------------------------------- running
