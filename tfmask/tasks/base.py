@@ -191,7 +191,7 @@ class Task(abc.ABC):
     @functools.cached_property
     def train(self):
         """Infinite, shuffled, masked global batches with static shapes."""
-        return self.training_batches()
+        return host_features_dropped(self.training_batches())
 
     def training_batches(self):
         return self.batches(self.documents(self.config.data.train_split, training=True),
@@ -209,8 +209,9 @@ class Task(abc.ABC):
         Consumers must read it to the end (no further take()), or tf.data
         discards the partial cache and rebuilds the batches every evaluation.
         """
-        batches = self.batches(self.documents(split, training=False),
-                               self.config.data.eval_batch_size, training=False)
+        batches = host_features_dropped(self.batches(
+            self.documents(split, training=False), self.config.data.eval_batch_size,
+            training=False))
         return batches.take(self.config.train.eval_batches).cache()
 
     def documents(self, split, training):
@@ -349,6 +350,19 @@ class Task(abc.ABC):
         pieces = documents.batch(256).map(ragged, num_parallel_calls=AUTOTUNE).unbatch()
         packed = pack(pieces, self.config.data.sequence_length, keys=keys)
         return packed.batch(batch_size, drop_remainder=training)
+
+
+def host_features_dropped(batches):
+    """Batches without string features (raw texts, movie names, tags): the
+    model never reads them, and a string tensor cannot go to a GPU or TPU, so
+    copying it there costs a host round trip per step or fails."""
+    spec = batches.element_spec
+    if not isinstance(spec, dict):
+        return batches
+    strings = {key for key, value in spec.items() if value.dtype == tf.string}
+    if not strings:
+        return batches
+    return batches.map(lambda batch: {k: v for k, v in batch.items() if k not in strings})
 
 
 def config_tokenizer(config, vocabulary):
