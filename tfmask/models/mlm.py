@@ -40,7 +40,7 @@ class MaskedLMModel(_EncoderModel):
     `tfmask.data.packing.pack`; documents never attend to each other).
     Output: logits [B, P, vocabulary_size]. `padding_free=True` runs the
     encoder's token-wise layers on real tokens only (same logits, less work;
-    not under XLA/TPU, see `tfmask.layers.padding_free`).
+    under XLA within `token_slots`, see `tfmask.layers.padding_free`).
 
     Example:
     >>> import numpy as np
