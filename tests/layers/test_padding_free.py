@@ -66,18 +66,26 @@ def test_padding_free_equals_padded_at_real_tokens(masks, normalize_first):
 
 
 @pytest.mark.tensorflow_only('gradients use tf.GradientTape')
-def test_padding_free_gradients_equal_padded_gradients():
+@pytest.mark.parametrize("slots", [None, 12], ids=["dynamic", "xla_slots"])
+def test_padding_free_gradients_equal_padded_gradients(slots):
+    """Dynamic layout, and static slots compiled with XLA (10 real tokens)."""
     padded, free = twin_blocks()
     x = tf.constant(rand(3, 6, D, seed=2))
     weights = tf.constant(rand(3, 6, D, seed=3) * MASK[..., None])  # a loss on real tokens
 
-    def gradients(block):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(block(x, padding_mask=MASK) * weights)
-        return tape.gradient(loss, [x] + block.trainable_variables)
+    def gradients(block, slots=None):
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(block(x, padding_mask=MASK) * weights)
+            return tape.gradient(loss, [x] + block.trainable_variables)
 
-    for g_free, g_padded in zip(gradients(free), gradients(padded)):
+        if slots is None:
+            return run(x)
+        with token_slots(slots):
+            return tf.function(run, jit_compile=True)(x)
+
+    for g_free, g_padded in zip(gradients(free, slots), gradients(padded)):
         np.testing.assert_allclose(np.asarray(g_free), np.asarray(g_padded), atol=1e-4)
 
 
@@ -141,25 +149,3 @@ def test_slotted_block_equals_padded_block_traced_with_static_shapes(slots, mask
     actual = np.asarray(actual)
     np.testing.assert_allclose(actual[MASK], expected[MASK], atol=ATOL)
     np.testing.assert_array_equal(actual[~MASK], 0.0)
-
-
-@pytest.mark.tensorflow_only('gradients use tf.GradientTape')
-def test_slotted_gradients_equal_padded_gradients_under_xla():
-    padded, free = twin_blocks()
-    x = tf.constant(rand(3, 6, D, seed=2))
-    weights = tf.constant(rand(3, 6, D, seed=3) * MASK[..., None])
-
-    def gradients(block, slots=None):
-        def run(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                loss = tf.reduce_sum(block(x, padding_mask=MASK) * weights)
-            return tape.gradient(loss, [x] + block.trainable_variables)
-
-        if slots is None:
-            return run(x)
-        with token_slots(slots):
-            return tf.function(run, jit_compile=True)(x)
-
-    for g_free, g_padded in zip(gradients(free, slots=12), gradients(padded)):
-        np.testing.assert_allclose(np.asarray(g_free), np.asarray(g_padded), atol=1e-4)
