@@ -111,10 +111,14 @@ def check_patch_grid(static_shape, size):
 def patch_keep(shape, size, rate, seed):
     """bool [B, H, W, 1]: size x size patches on the grid, round(rate * patches) masked."""
     rows, cols = shape[1] // size, shape[2] // size
-    tf.debugging.assert_equal(
+    check = tf.debugging.assert_equal(
         [rows * size, cols * size], shape[1:3],
         message=f"FeatureMasking: patch_size={size} must divide the image height and width",
     )
+    # In a graph the check is ordered only against stateful ops: make the grid depend on it,
+    # or a mismatched shape fails first with a raw "Incompatible shapes" from a later op.
+    with tf.control_dependencies([check] if check is not None else []):
+        rows, cols = tf.identity(rows), tf.identity(cols)
     keep = tf.reshape(exact_count_keep(shape[0], rows * cols, rate, seed), [-1, rows, cols])
     keep = tf.repeat(tf.repeat(keep, size, axis=1), size, axis=2)
     return keep[..., None]
