@@ -265,6 +265,13 @@ def test_span_corruption_errors_when_lengths_do_not_fit():
         corrupt(with_padding([list(range(10, 60))]), seed=[0, 0])
 
 
+def test_span_corruption_errors_when_sentinels_run_out():
+    # 50 tokens at 15% noise make several spans; two sentinel ids (one closes the targets) cannot name them all.
+    corrupt = SpanCorruption([900, 901], input_length=80, target_length=80)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more noise spans than sentinel_ids"):
+        corrupt(with_padding([list(range(10, 60))]), seed=[0, 0])
+
+
 def term_batch():
     words = tf.ragged.constant([["tom", "hanks", "is", "66", ",", "he", "is", "great"],
                                 ["the", "film", "was", "dull"]])

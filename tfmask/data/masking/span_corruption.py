@@ -156,12 +156,16 @@ class SpanCorruption(MaskingStrategy):
         and their real lengths."""
         first_noise = noise & ~tf.pad(noise[:-1], [[1, 0]])
         num_spans = tf.reduce_sum(tf.cast(first_noise, tf.int32))
-        tf.debugging.assert_less(
+        check = tf.debugging.assert_less(
             num_spans,
             self.num_sentinels,
             message="SpanCorruption: a row has more noise spans than sentinel_ids; "
             "pass more sentinel ids or use shorter rows",
         )
+        # In a graph an assert is ordered only against stateful ops: without this the
+        # gather below could fail first with a raw out-of-range error.
+        with tf.control_dependencies([check] if check is not None else []):
+            first_noise = tf.identity(first_noise)
         span_index = tf.cumsum(tf.cast(first_noise, tf.int32)) - 1
         sentinel = tf.gather(self.sentinel_ids, tf.maximum(span_index, 0))
         # Encoder: non-noise tokens, each span replaced by its sentinel.
@@ -183,16 +187,21 @@ class SpanCorruption(MaskingStrategy):
             eos = tf.constant([self.eos_id], tf.int32)
             inputs = tf.concat([inputs, eos], 0)
             targets = tf.concat([targets, eos], 0)
-        for name, values, size in (
-            ("input_length", inputs, self.input_length),
-            ("target_length", targets, self.target_length),
-        ):
+        checks = [
             tf.debugging.assert_less_equal(
                 tf.size(values),
                 size,
                 message=f"SpanCorruption: output longer than {name}; compute the "
                 "lengths with span_corruption_lengths(sequence_length, ...)",
             )
+            for name, values, size in (
+                ("input_length", inputs, self.input_length),
+                ("target_length", targets, self.target_length),
+            )
+        ]
+        # Padding by a negative amount must not fail before the checks do.
+        with tf.control_dependencies([c for c in checks if c is not None]):
+            inputs, targets = tf.identity(inputs), tf.identity(targets)
         pad = lambda v, n: tf.pad(v, [[0, n - tf.size(v)]], constant_values=self.pad_id)  # noqa: E731
         return (pad(inputs, self.input_length), pad(targets, self.target_length),
                 tf.size(inputs), tf.size(targets))
