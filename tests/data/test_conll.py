@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tfmask.data.pipeline import entity_ids_from_bio
 from tfmask.data.sources import SourceError
-from tfmask.datasets.formats.conll import conll_files, read_sentences
+from tfmask.data.sources.conll import conll_files, read_sentences
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures",
                        "conll2003_sample.txt")

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfmask.data import features as F
-from tfmask.data import sources
+from tfmask.data.sources import core
 from tfmask.data.sources import (
     SourceError,
     csv_files,
@@ -28,7 +28,7 @@ REPLACED = "caf\ufffd au lait"
 def batch_size(request, monkeypatch):
     """Runs a test with the real internal batch and with a tiny one, so that
     paragraphs, counts and record numbers cross batch boundaries."""
-    monkeypatch.setattr(sources, "_BATCH", request.param)
+    monkeypatch.setattr(core, "BATCH_SIZE", request.param)
     return request.param
 
 

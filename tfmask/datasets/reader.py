@@ -14,8 +14,8 @@ files are checked against the checksums of the manifest once per process.
 Examples come in a fixed pseudo-random order (see `splits`), so
 `take(n)` is a sample, not the first rows of the source; shuffle for training.
 
-Local files (`file:PATH`) go through `tfmask.data.sources` and, for CoNLL,
-`tfmask.datasets.formats.conll`. The format follows the extension, or the
+Local files (`file:PATH`) go through `tfmask.data.sources` (for CoNLL,
+`tfmask.data.sources.conll`). The format follows the extension, or the
 `format` option ("txt", "jsonl", "csv", "tsv", "tfrecord", "conll", e.g. for
 CoNLL-2003's `train.txt`):
 
@@ -52,8 +52,8 @@ import tensorflow as tf
 
 from tfmask.data import features as F
 from tfmask.data import sources
+from tfmask.data.sources import conll
 from tfmask.datasets import builder, cache, records, registry, splits
-from tfmask.datasets.formats import conll
 from tfmask.datasets.errors import CacheCorruptError, DatasetNotPreparedError, prepare_command
 
 FILE_HOLDOUT = (("test", 10), ("validation", 10))  # percent of a single-file pool

@@ -26,7 +26,7 @@ line format, and the readers that exist (`nltk`'s `ConllCorpusReader`,
 Hugging Face `datasets`' per-corpus scripts) either load whole corpora into
 memory without line numbers in their errors or know one corpus's column
 layout only; this one streams, takes any column layout and shares the
-decode-error handling, counting and batching of `tfmask.data.sources`.
+decode-error handling, counting and batching of `tfmask.data.sources.core`.
 
 Example:
 >>> import os, tempfile
@@ -40,8 +40,20 @@ Example:
 import tensorflow as tf
 
 from tfmask.data import features as F
-from tfmask.data import sources
-from tfmask.data.sources import SourceError
+from tfmask.data.sources.core import (
+    FILE_KEY,
+    RECORD_KEY,
+    SourceError,
+    base_spec,
+    check_mode,
+    describe,
+    document_spec,
+    finish,
+    generator_batches,
+    open_text,
+    resolve_paths,
+    to_bytes,
+)
 
 DOCSTART = "-DOCSTART-"
 WORDS, TAGS = "words", "tags"
@@ -72,7 +84,7 @@ def read_sentences(path, token_column=0, tag_column=-1):
     """
     width = first = None
     tokens, tags, start = [], [], None
-    with sources._open_text(path) as f:
+    with open_text(path) as f:
         for number, line in enumerate(f, 1):
             columns = line.split()
             if not columns or columns[0] == DOCSTART:
@@ -128,17 +140,17 @@ def conll_files(paths, token_column=0, tag_column=-1, on_decode_error="fail"):
     built, so a wrong column or an empty file fails at once; `.stats` counts
     sentences like every source counts documents.
     """
-    sources._check_mode(on_decode_error)
-    files = sources.resolve_paths(paths)
+    check_mode(on_decode_error)
+    files = resolve_paths(paths)
     for path in files:
         if next(iter(read_sentences(path, token_column, tag_column)), None) is not None:
             break
     else:
         raise SourceError(
-            f"No sentences in {sources._describe(files)}: every line is blank or "
+            f"No sentences in {describe(files)}: every line is blank or "
             f"{DOCSTART}; check the paths."
         )
-    spec = sources._base_spec()
+    spec = base_spec()
     spec[WORDS] = tf.TensorSpec([None], tf.string)
     if tag_column is not None:
         spec[TAGS] = tf.TensorSpec([None], tf.string)
@@ -146,18 +158,18 @@ def conll_files(paths, token_column=0, tag_column=-1, on_decode_error="fail"):
     def records():
         for path in files:
             for number, tokens, tags in read_sentences(path, token_column, tag_column):
-                words = [sources._to_bytes(t) for t in tokens]
+                words = [to_bytes(t) for t in tokens]
                 example = {F.TEXT: b" ".join(words), WORDS: words,
-                           sources._FILE: path, sources._RECORD: number}
+                           FILE_KEY: path, RECORD_KEY: number}
                 if tag_column is not None:
-                    example[TAGS] = [sources._to_bytes(t) for t in tags]
+                    example[TAGS] = [to_bytes(t) for t in tags]
                 yield example
 
-    batches = sources._generator_batches(records, spec, "sentences starting at lines")
-    if on_decode_error == "replace":  # the text is repaired (and counted) by _finish
+    batches = generator_batches(records, spec, "sentences starting at lines")
+    if on_decode_error == "replace":  # the text is repaired (and counted) by finish
         lists = [k for k in (WORDS, TAGS) if k in spec]
         batches = batches.map(lambda batch: {**batch, **{
             k: tf.strings.unicode_transcode(batch[k], "UTF-8", "UTF-8", errors="replace",
                                             replacement_char=0xFFFD) for k in lists}})
-    return sources._finish(batches, on_decode_error, "sentence starting at line",
-                           element_spec=sources._element_spec(spec))
+    return finish(batches, on_decode_error, "sentence starting at line",
+                  element_spec=document_spec(spec))
