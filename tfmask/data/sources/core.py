@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmask.data import features as F
+from tfmask.guards import guarded
 
 AUTOTUNE = tf.data.AUTOTUNE
 DECODE_ERROR_MODES = ("fail", "replace", "skip")
@@ -231,8 +232,7 @@ def finish(batches, on_decode_error, record_word, element_spec=None, has_text=Tr
         where_file, where_record = batch.pop(FILE_KEY), batch.pop(RECORD_KEY)
         if not has_text:
             size = tf.shape(where_record)[0]
-            with tf.control_dependencies([stats._add(size, 0, 0, 0)]):
-                return tf.nest.map_structure(tf.identity, batch)
+            return guarded(batch, stats._add(size, 0, 0, 0))
         text = batch[F.TEXT]
         repaired = tf.strings.unicode_transcode(
             text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
@@ -254,8 +254,7 @@ def finish(batches, on_decode_error, record_word, element_spec=None, has_text=Tr
         keep = tf.logical_not(skipped | empty)
         count = lambda flags: tf.reduce_sum(tf.cast(flags, tf.int64))  # noqa: E731
         checks.append(stats._add(count(keep), count(empty), count(skipped), count(replaced)))
-        with tf.control_dependencies(checks):
-            keep = tf.identity(keep)
+        keep = guarded(keep, *checks)
         batch[F.TEXT] = text
         return tf.nest.map_structure(lambda x: _rows(x, keep), batch)
 
