@@ -40,6 +40,7 @@ import dataclasses
 import tensorflow as tf
 
 from tfmask.data import features as F
+from tfmask.guards import guarded
 
 AUTOTUNE = tf.data.AUTOTUNE
 OVERLONG_MODES = ("split", "truncate", "fail")
@@ -205,8 +206,7 @@ def _window_packer(sequence_length, overlong, keys, pads, index_keys, build_rows
             )
             lengths = tf.minimum(tf.gather(lengths, piece_doc) - piece_index * S, S)
         lengths = tf.boolean_mask(lengths, lengths > 0)  # empty documents hold nothing
-        with tf.control_dependencies(checks):
-            lengths = tf.cast(lengths, tf.int32)
+        lengths = guarded(tf.cast(lengths, tf.int32), *checks)
 
         bins, offsets, slots = first_fit_decreasing(lengths, S)
         num_rows = tf.reduce_max(tf.concat([bins, [-1]], 0)) + 1

@@ -15,6 +15,7 @@ from tfmask.data import features as F
 from tfmask.data import masking as M
 from tfmask.data.targets import next_token_targets
 from tfmask.errors import ConfigError
+from tfmask.guards import guarded
 from tfmask.models import CausalLMModel
 from tfmask.tasks.base import AUTOTUNE, Task
 from tfmask.tasks.mlm import encoder_kwargs
@@ -85,8 +86,7 @@ class CausalLMTask(Task):
         # Decoding starts after the shortest prompt; an empty one has no last token.
         check = tf.debugging.assert_positive(
             prompt_lengths, message="a prompt is empty: give every text some words.")
-        with tf.control_dependencies([check]):
-            prompt_lengths = tf.identity(prompt_lengths)
+        prompt_lengths = guarded(prompt_lengths, check)
         output = model.generate(rows[F.TOKEN_IDS], prompt_lengths, max_length=length,
                                 sampler=sampler, num_beams=num_beams,
                                 stop_token_ids=[self.tokenizer.sep_id])

@@ -14,6 +14,7 @@ from tfmask.data import features as F
 from tfmask.data import masking as M
 from tfmask.data.pipeline import text_pipeline, tokenize_batch
 from tfmask.errors import ConfigError
+from tfmask.guards import guarded
 from tfmask.models import ClassifierModel
 from tfmask.models.pretrained import from_pretrained, pretrained_directory
 from tfmask.tasks.base import Task
@@ -81,8 +82,7 @@ class ClassifierTask(Task):
             [f"data.label_key={key!r} holds a label outside [0, {classes}) "
              f"(model.num_classes={classes}); set model.num_classes or fix the labels. Label:",
              label])
-        with tf.control_dependencies([check]):
-            return tf.identity(label)
+        return guarded(label, check)
 
     def required_features(self):
         return {**super().required_features(), "data.label_key": self.config.data.label_key}

@@ -28,6 +28,7 @@ from tfmask.data import features as F
 from tfmask.data.masking import FeatureMasking
 from tfmask.data.pipeline import mask_dataset
 from tfmask.errors import ConfigError
+from tfmask.guards import guarded
 from tfmask.losses import weighted_squared_error_sum
 from tfmask.models import DenseClassifierModel, MaskedAutoencoderModel
 from tfmask.tasks.base import AUTOTUNE, Task, load_documents
@@ -210,8 +211,7 @@ class DenseClassifierTask(DenseTask):
         check = tf.debugging.Assert((label >= 0) & (label < classes), [
             f"data.label_key={self.config.data.label_key!r} holds a label outside [0, "
             f"{classes}) (model.num_classes={classes}); set model.num_classes. Label:", label])
-        with tf.control_dependencies([check]):
-            return tf.identity(label)
+        return guarded(label, check)
 
     def required_features(self):
         return {**super().required_features(), "data.label_key": self.config.data.label_key}

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tfmask.data import features as F
 from tfmask.data.masking.base import MaskingStrategy, check_fraction, split_seed
+from tfmask.guards import guarded
 
 MISSING_INDICATOR = F.MISSING_INDICATOR  # re-exported: FeatureMasking(indicator=True)
 MODES = ("element", "feature", "timestep", "pixel", "span", "block", "patch")
@@ -115,10 +116,9 @@ def patch_keep(shape, size, rate, seed):
         [rows * size, cols * size], shape[1:3],
         message=f"FeatureMasking: patch_size={size} must divide the image height and width",
     )
-    # In a graph the check is ordered only against stateful ops: make the grid depend on it,
-    # or a mismatched shape fails first with a raw "Incompatible shapes" from a later op.
-    with tf.control_dependencies([check] if check is not None else []):
-        rows, cols = tf.identity(rows), tf.identity(cols)
+    # The grid waits for the check, or a mismatched shape fails first with a raw
+    # "Incompatible shapes" from a later op (see tfmask.guards).
+    rows, cols = guarded((rows, cols), check)
     keep = tf.reshape(exact_count_keep(shape[0], rows * cols, rate, seed), [-1, rows, cols])
     keep = tf.repeat(tf.repeat(keep, size, axis=1), size, axis=2)
     return keep[..., None]

@@ -5,6 +5,7 @@ import tensorflow as tf
 from tfmask.data import features as F
 from tfmask.data.masking.base import MaskingStrategy, dense_int, require_keys, split_seed
 from tfmask.data.targets import decoder_inputs
+from tfmask.guards import guarded
 
 
 def span_corruption_lengths(length, noise_density=0.15, mean_noise_span_length=3.0):
@@ -162,10 +163,8 @@ class SpanCorruption(MaskingStrategy):
             message="SpanCorruption: a row has more noise spans than sentinel_ids; "
             "pass more sentinel ids or use shorter rows",
         )
-        # In a graph an assert is ordered only against stateful ops: without this the
-        # gather below could fail first with a raw out-of-range error.
-        with tf.control_dependencies([check] if check is not None else []):
-            first_noise = tf.identity(first_noise)
+        # Without this the gather below could fail first with a raw out-of-range error.
+        first_noise = guarded(first_noise, check)
         span_index = tf.cumsum(tf.cast(first_noise, tf.int32)) - 1
         sentinel = tf.gather(self.sentinel_ids, tf.maximum(span_index, 0))
         # Encoder: non-noise tokens, each span replaced by its sentinel.
@@ -200,8 +199,7 @@ class SpanCorruption(MaskingStrategy):
             )
         ]
         # Padding by a negative amount must not fail before the checks do.
-        with tf.control_dependencies([c for c in checks if c is not None]):
-            inputs, targets = tf.identity(inputs), tf.identity(targets)
+        inputs, targets = guarded((inputs, targets), *checks)
         pad = lambda v, n: tf.pad(v, [[0, n - tf.size(v)]], constant_values=self.pad_id)  # noqa: E731
         return (pad(inputs, self.input_length), pad(targets, self.target_length),
                 tf.size(inputs), tf.size(targets))
