@@ -120,7 +120,7 @@ def text_contenders(corpus, batches):
     from tfmask.data.pipeline import text_pipeline
     from tfmask.datasets import load
     from tfmask.text import WordPieceTokenizer
-    from tfmask.models.pretrained import pretrained_directory
+    from tfmask.tasks.shared import pretrained_directory
 
     texts = load(corpus, split="train").map(lambda x: {"text": x["text"]})
     texts = texts.take(batches * BATCH).cache()
@@ -191,7 +191,7 @@ def run_chinese_input(batches=40, rounds=3):
     from benchmarks.common import race
     from benchmarks.train_throughput import BATCH as ROWS, PREDICTIONS as PICKS, SEQ
     from tfmask.tasks import build_task
-    from tfmask.training.config import config_from_dict
+    from tfmask.tasks import config_from_dict
 
     contenders = {}
     for segmenter in (None, "rjieba"):

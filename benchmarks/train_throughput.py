@@ -48,7 +48,7 @@ PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16
 
 def corpus_config(corpus, pack, strategy="random"):
     """A tfmask `mlm` config of this benchmark's shape over a real corpus."""
-    from tfmask.training.config import config_from_dict
+    from tfmask.tasks import config_from_dict
 
     return config_from_dict({
         "model": {"family": "mlm"},

@@ -73,7 +73,8 @@ def train(values, output_dir, seed, args):
     The run folder is emptied first (a result always comes from a fresh
     run, never a resumed one); `args` applies --scale and --set.
     """
-    from tfmask.training.config import apply_overrides, config_from_dict
+    from tfmask.config import apply_overrides
+    from tfmask.tasks import config_from_dict
     from tfmask.training.trainer import Trainer
 
     values = merge(scaled(values, args.scale), train={"seed": seed})
@@ -89,7 +90,8 @@ def train(values, output_dir, seed, args):
 def evaluate(values, output_dir, args):
     """Evaluation only: a model from `values` (usually `model.pretrained`) on
     its task's evaluation split, without training."""
-    from tfmask.training.config import apply_overrides, config_from_dict
+    from tfmask.config import apply_overrides
+    from tfmask.tasks import config_from_dict
     from tfmask.training.trainer import Trainer
 
     config = config_from_dict(apply_overrides(values, args.set))

@@ -139,7 +139,7 @@ def test_fill_mask_inputs_put_a_mask_id_per_marker():
 
     from tfmask.tasks import TASKS
     from tfmask.text import WordPieceTokenizer
-    from tfmask.training.config import config_from_dict
+    from tfmask.tasks import config_from_dict
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "##d"]
     tokenizer = WordPieceTokenizer(vocab)
@@ -162,7 +162,7 @@ def test_a_cased_classifier_hides_its_terms_as_written():
 
     from tfmask.tasks import TASKS
     from tfmask.text import WordPieceTokenizer
-    from tfmask.training.config import config_from_dict
+    from tfmask.tasks import config_from_dict
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Tom", "tom", "is", "here"]
     config = config_from_dict({
@@ -181,7 +181,7 @@ def test_a_run_that_answers_no_text_exports_the_token_id_signature_only(tmp_path
 
     from tfmask.serving import export_serving
     from tfmask.tasks import build_task
-    from tfmask.training.config import config_from_dict
+    from tfmask.tasks import config_from_dict
 
     config = config_from_dict({
         "model": {"family": "seq2seq_transformer", "num_layers": 1, "num_heads": 2,

@@ -14,18 +14,22 @@ Unknown keys, wrong types and impossible values fail *before* any work
 starts, with one line that names the key and the fix (`ConfigError`).
 Command-line overrides use dotted keys: `--set model.num_layers=4`.
 
-Each model family's task (`tfmask.tasks.TASKS`) validates its own part:
-which masking strategies it supports (the rest are refused in one line),
-and what an unset `masking.strategy` means: `random` (BERT's 80/10/10) for
-`mlm`, `dense` for `masked_autoencoder`, `none` for every other family.
+This module owns the schema and the checks that hold for every family.
+What a setting means for one family (the default `masking.strategy`, which
+strategies it refuses, `data.lowercase` after a checkpoint, padding-free
+layers) is decided by that family's task: `tfmask.tasks.load_config` and
+`config_from_dict` parse here, then resolve there. Hardware-dependent
+choices (`runtime.precision: auto`) stay as the user wrote them; the
+trainer resolves them once per start and records them in the run folder.
 
 Example:
->>> config = config_from_dict({"model": {"family": "mlm"}, "data": {"name": "austen"}})
+>>> config = parse_config({"model": {"family": "mlm"}, "data": {"name": "austen"}})
 >>> config.model.num_layers, config.masking.strategy, config.masking.rate
-(4, 'random', 0.15)
->>> config_from_dict({"model": {"family": "classifier"},
-...                   "data": {"name": "rotten_tomatoes"}}).masking.strategy
-'none'
+(4, None, 0.15)
+>>> parse_config({"model": {"num_layer": 2}})
+Traceback (most recent call last):
+...
+tfmask.errors.ConfigError: Unknown key model.num_layer; did you mean model.num_layers?
 """
 
 import dataclasses
@@ -37,7 +41,7 @@ from typing import Optional
 import yaml
 
 from tfmask.errors import ConfigError  # noqa: F401  (part of this module's interface)
-from tfmask.training.precision import resolve_precision
+from tfmask.run_folder import EXPORTED_MODEL
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 DISTRIBUTION = ("default", "mirrored", "multi_worker", "tpu")
@@ -152,7 +156,8 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
-    # auto: this machine's fastest safe policy (tfmask.training.precision).
+    # auto: this machine's fastest safe policy, resolved by the trainer at each
+    # start and recorded in the run folder's runtime.jsonl (tfmask.training.precision).
     precision: str = "float32"
     strategy: str = "default"
     num_devices: int = 0  # mirrored: 0 = all visible devices
@@ -225,7 +230,8 @@ def _section_from_dict(cls, values, prefix):
     return cls(**kwargs)
 
 
-def _choice(key, value, choices):
+def check_choice(key, value, choices):
+    """One line naming `key` when `value` is not one of `choices`."""
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}.")
 
@@ -303,29 +309,22 @@ def _check_numbers(config):
             raise ConfigError(f"train.extra_eval_splits holds {split!r}; list split names.")
 
 
-def validate(config, check_data=True):
-    """Cross-field checks; raises ConfigError naming the key and the fix.
-    `check_data=False` skips checking that the data source exists (a trained
-    run predicts without its data)."""
-    from tfmask.tasks import STRATEGIES, TASKS
-
+def check_settings(config, check_data=True):
+    """Cross-field checks that hold for every family; raises ConfigError
+    naming the key and the fix. `check_data=False` skips checking that the
+    data source and a pretrained folder exist (a trained run predicts
+    without its data). The family's own checks follow in its task."""
     model, data, masking = config.model, config.data, config.masking
-    _choice("model.family", model.family, TASKS.names())
-    task = TASKS.get(model.family)
-    if masking.strategy is None:
-        masking = dataclasses.replace(masking, strategy=task.default_strategy)
-        config = dataclasses.replace(config, masking=masking)
-    _choice("masking.strategy", masking.strategy, STRATEGIES)
-    _choice("runtime.precision", config.runtime.precision, PRECISIONS)
-    _choice("runtime.strategy", config.runtime.strategy, DISTRIBUTION)
-    _choice("schedule.decay", config.schedule.decay, ("linear", "cosine", "constant"))
-    _choice("model.pooling", model.pooling, ("cls", "mean"))
-    _choice("model.position", model.position, ("learned", "sinusoidal"))
-    _choice("masking.term_replacement", masking.term_replacement, ("mask", "random", "drop"))
-    _choice("masking.dense_mode", masking.dense_mode,
-            ("element", "feature", "timestep", "span", "patch"))
-    _choice("masking.fill", masking.fill, ("mean", "zero", "token"))
-    _choice("model.dense_encoder", model.dense_encoder, ("mlp", "transformer"))
+    check_choice("runtime.precision", config.runtime.precision, PRECISIONS)
+    check_choice("runtime.strategy", config.runtime.strategy, DISTRIBUTION)
+    check_choice("schedule.decay", config.schedule.decay, ("linear", "cosine", "constant"))
+    check_choice("model.pooling", model.pooling, ("cls", "mean"))
+    check_choice("model.position", model.position, ("learned", "sinusoidal"))
+    check_choice("masking.term_replacement", masking.term_replacement, ("mask", "random", "drop"))
+    check_choice("masking.dense_mode", masking.dense_mode,
+                 ("element", "feature", "timestep", "span", "patch"))
+    check_choice("masking.fill", masking.fill, ("mean", "zero", "token"))
+    check_choice("model.dense_encoder", model.dense_encoder, ("mlp", "transformer"))
     if not data.name:
         raise ConfigError("data.name is empty; set a dataset name (see "
                           "`python -m tfmask.datasets list`), tfds:NAME or file:PATH.")
@@ -343,9 +342,6 @@ def validate(config, check_data=True):
         _positive(f"data.{key}", getattr(data, key))
     for key in ("rate", "mask_ratio", "random_ratio", "entity_probability", "noise_density"):
         _fraction(f"masking.{key}", getattr(masking, key))
-    if masking.rate == 0 and masking.strategy in ("random", "whole_word", "span", "entity"):
-        raise ConfigError("masking.rate=0 masks nothing; set a rate in (0, 1] or "
-                          "masking.strategy: none.")
     if masking.mask_ratio + masking.random_ratio > 1:
         raise ConfigError(
             f"masking.mask_ratio + masking.random_ratio = "
@@ -355,7 +351,7 @@ def validate(config, check_data=True):
         raise ConfigError(f"model.dropout={model.dropout} must be in [0, 1): 1 drops everything.")
     if check_data and model.pretrained and model.pretrained != "minilm" and not any(
             os.path.isfile(os.path.join(model.pretrained, name))
-            for name in ("config.json", os.path.join("export", "model.keras"))):
+            for name in ("config.json", EXPORTED_MODEL)):
         raise ConfigError(f"model.pretrained={model.pretrained!r} is neither minilm, a folder "
                           "with a Hugging Face BERT config.json, nor a tfmask run with "
                           "export/model.keras; fix the path.")
@@ -363,34 +359,21 @@ def validate(config, check_data=True):
     if config.train.max_seconds and config.runtime.strategy in ("multi_worker", "tpu"):
         raise ConfigError("train.max_seconds would stop workers at different steps; use "
                           "train.steps with runtime.strategy=multi_worker or tpu.")
-    task.check(config)  # the family's strategies and settings
-    if config.runtime.precision == "auto":  # the run folder records what was used
-        chosen, _ = resolve_precision(config.runtime)
-        config = dataclasses.replace(
-            config, runtime=dataclasses.replace(config.runtime, precision=chosen))
     if model.padding_free and config.runtime.strategy == "tpu":
         raise ConfigError("model.padding_free=true is not available on TPUs (the trainer "
                           "buckets token counts per XLA call, which a TPU step cannot "
                           "switch between); set model.padding_free: false or leave it unset.")
     if data.vocabulary == "pretrained" and not model.pretrained:
         raise ConfigError("data.vocabulary=pretrained needs model.pretrained (its vocab.txt).")
-    config = task.resolve(config, check_data)  # settings that follow the data
     if config.schedule.warmup_steps > config.train.steps:
         raise ConfigError(f"schedule.warmup_steps={config.schedule.warmup_steps} exceeds "
                           f"train.steps={config.train.steps}; lower it.")
-    return config
 
 
-def padding_free(config):
-    """`model.padding_free` resolved: unset means on, except on TPUs (under
-    XLA the trainer compiles one step per bucket of token counts)."""
-    if config.model.padding_free is not None:
-        return config.model.padding_free
-    return config.runtime.strategy != "tpu"
-
-
-def config_from_dict(values, check_data=True):
-    return validate(_section_from_dict(Config, values or {}, ""), check_data)
+def parse_config(values):
+    """A nested dict (parsed YAML) -> `Config`: unknown keys and wrong types
+    refused in one line; nothing resolved yet."""
+    return _section_from_dict(Config, values or {}, "")
 
 
 def apply_overrides(values, overrides):
@@ -416,8 +399,9 @@ def apply_overrides(values, overrides):
     return values
 
 
-def load_config(path, overrides=(), check_data=True):
-    """Reads a YAML config, applies `--set` overrides, validates."""
+def read_config_values(path, overrides=()):
+    """A YAML config file's values with `--set` overrides applied (a nested
+    dict, not checked yet: see `tfmask.tasks.load_config`)."""
     try:
         with open(path, encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
@@ -432,16 +416,9 @@ def load_config(path, overrides=(), check_data=True):
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must be a mapping of sections (model:, data:, ...), "
                           f"not a {type(values).__name__}.")
-    return config_from_dict(apply_overrides(values, overrides), check_data)
+    return apply_overrides(values, overrides)
 
 
 def config_to_dict(config):
+    """The config as plain nested dicts (what a run folder's config.yaml holds)."""
     return dataclasses.asdict(config)
-
-
-def save_config(config, path):
-    """Writes the resolved config (every default made explicit) as YAML,
-    atomically: a crash leaves the old file or the new one, never half."""
-    from tfmask.training.run_folder import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

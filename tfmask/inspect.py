@@ -167,8 +167,7 @@ def draw_dense(batch, path, rows):
 
 def inspect(config_path, overrides=(), output_dir=None, rows=4):
     """Builds the config's training pipeline and writes the two PNGs."""
-    from tfmask.tasks import build_task
-    from tfmask.training.config import load_config
+    from tfmask.tasks import build_task, load_config
 
     config = load_config(config_path, overrides)
     name = os.path.splitext(os.path.basename(config_path))[0]

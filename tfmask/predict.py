@@ -41,25 +41,25 @@ class Predictor:
 
         import tfmask.layers  # noqa: F401  (registers the layers for loading)
         import tfmask.models  # noqa: F401
-        from tfmask.tasks import TASKS
+        from tfmask.run_folder import RunFolder
+        from tfmask.tasks import TASKS, load_config
         from tfmask.tasks.base import config_tokenizer
-        from tfmask.training.config import load_config
 
-        export = os.path.join(run_dir, "export")
-        if not os.path.exists(os.path.join(export, "model.keras")):
+        folder = RunFolder(run_dir)
+        if not folder.is_run():
             raise FileNotFoundError(
                 f"{run_dir} has no export/model.keras; train it with python -m tfmask.train "
                 "(runtime.export: true) first.")
         # The run's data may have moved since: prediction needs only the run folder.
-        self.config = load_config(os.path.join(run_dir, "config.yaml"), check_data=False)
+        self.config = load_config(folder.config_file, check_data=False)
         if TASKS.get(self.config.model.family).dense:
             raise ValueError(f"model.family={self.config.model.family} reads arrays, not "
                              "--text: load export/model.keras (keras.models.load_model, "
                              "with tfmask imported) and call it on your arrays.")
-        vocabulary = os.path.join(export, "vocab.txt")
+        vocabulary = folder.export.vocabulary
         self.tokenizer = config_tokenizer(self.config, vocabulary)
         self.task = TASKS.get(self.config.model.family)(self.config, self.tokenizer, vocabulary)
-        self.model = keras.models.load_model(os.path.join(export, "model.keras"))
+        self.model = keras.models.load_model(folder.export.model)
 
     def predict(self, text, top_k=5, sampler="greedy", num_beams=4):
         """Printable lines: fill-mask candidates, class probabilities or a generation."""

@@ -1,9 +1,21 @@
-"""A run folder owned by one process, resumed only with a compatible config.
+"""A run folder: its one layout, owned by one process, resumed only with a
+compatible config.
+
+    runs/rt/
+      config.yaml            the config as the user set it, family defaults made explicit
+      config_history.jsonl   harmless changes made on resume
+      runtime.jsonl          what each start resolved on its machine (precision `auto`, ...)
+      checkpoints/           tf.train checkpoints (tmp_<worker>_<i>/ for non-chief workers)
+      metrics.jsonl, logs/   training and evaluation records, TensorBoard
+      export/                model.keras, vocab.txt, saved_model/
+      .lock                  pid and host of the process using the folder
+
+Every path inside a run folder is named here and nowhere else:
 
     folder = RunFolder("runs/rt")
     folder.acquire()                 # .lock with pid and host; stale locks taken over
     folder.check_config(config, resuming=True)   # refuse shape changes, log the rest
-    ...
+    folder.export.model                           # runs/rt/export/model.keras
     folder.release()
 
 Files are written atomically (temporary name, fsync, rename): a run killed at
@@ -21,7 +33,14 @@ import yaml
 from tfmask.errors import ConfigError, RunError
 
 LOCK = ".lock"
+CONFIG = "config.yaml"
 HISTORY = "config_history.jsonl"
+RUNTIME = "runtime.jsonl"
+METRICS = "metrics.jsonl"
+LOGS = "logs"
+CHECKPOINTS = "checkpoints"
+EXPORT = "export"
+EXPORTED_MODEL = os.path.join(EXPORT, "model.keras")  # relative: marks a folder as a run
 # Keys a resumed run may change: they decide how long and how visibly it
 # trains, not what it trains. Every other key shapes the model, the data or
 # the trajectory, and a change is refused.
@@ -78,6 +97,25 @@ def _alive(pid):
     return True
 
 
+class ExportFolder:
+    """A run's `export/`, or the temporary folder written to replace it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    @property
+    def model(self):
+        return os.path.join(self.path, "model.keras")
+
+    @property
+    def vocabulary(self):
+        return os.path.join(self.path, "vocab.txt")
+
+    @property
+    def saved_model(self):
+        return os.path.join(self.path, "saved_model")
+
+
 class RunFolder:
     """The output folder of one run; see the module docstring."""
 
@@ -87,6 +125,56 @@ class RunFolder:
 
     def _file(self, name):
         return os.path.join(self.path, name)
+
+    # ------------------------------------------------------------ layout
+    @property
+    def config_file(self):
+        return self._file(CONFIG)
+
+    @property
+    def metrics_file(self):
+        return self._file(METRICS)
+
+    @property
+    def logs_dir(self):
+        return self._file(LOGS)
+
+    def checkpoints_dir(self, worker=None):
+        """The chief's checkpoints; `worker=(task_type, index)` names a
+        non-chief worker's temporary copy (saving is collective)."""
+        if worker is None:
+            return self._file(CHECKPOINTS)
+        task_type, index = worker
+        return self._file(f"tmp_{task_type}_{index}")
+
+    @property
+    def export(self):
+        """`export/`: what `predict`, serving and `model.pretrained` read."""
+        return ExportFolder(self._file(EXPORT))
+
+    def is_run(self):
+        """True for a folder written by `python -m tfmask.train` with an export."""
+        return os.path.isfile(self.export.model)
+
+    def saved_config_values(self):
+        """config.yaml as plain nested dicts, or None when there is none."""
+        if not os.path.isfile(self.config_file):
+            return None
+        with open(self.config_file, encoding="utf-8") as f:
+            return yaml.safe_load(f) or {}
+
+    def save_config(self, config):
+        """Writes the config (every default made explicit) as YAML,
+        atomically: a crash leaves the old file or the new one, never half."""
+        from dataclasses import asdict
+
+        atomic_write_text(self.config_file, yaml.safe_dump(asdict(config), sort_keys=False))
+
+    def record_runtime(self, record):
+        """Appends what this start resolved on its machine to runtime.jsonl."""
+        line = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), **record}
+        with open(self._file(RUNTIME), "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
 
     def create(self):
         if os.path.exists(self.path) and not os.path.isdir(self.path):
@@ -149,16 +237,20 @@ class RunFolder:
     def check_config(self, config, resuming):
         """Before anything is written: a resumed run must keep every key that
         shapes the model, data or trajectory; harmless changes are appended
-        to config_history.jsonl. A new run writes config.yaml."""
-        from tfmask.training.config import config_to_dict, save_config
+        to config_history.jsonl. A new run writes config.yaml.
 
-        path = self._file("config.yaml")
+        What is compared is what the user set (with the family's defaults
+        made explicit), never what this machine resolved: `precision: auto`
+        stays `auto` here, so a harmless key such as runtime.jit_compile
+        cannot turn into a refused precision change."""
+        from dataclasses import asdict
+
+        path = self.config_file
         if not (resuming and os.path.exists(path)):
-            save_config(config, path)
+            self.save_config(config)
             return {}
-        with open(path, encoding="utf-8") as f:
-            saved = _flatten(yaml.safe_load(f) or {})
-        current = _flatten(config_to_dict(config))
+        saved = _flatten(self.saved_config_values())
+        current = _flatten(asdict(config))
         changed = {key: (saved.get(key), value) for key, value in current.items()
                    if saved.get(key) != value}
         refused = {k: v for k, v in changed.items() if k not in HARMLESS}
@@ -177,7 +269,7 @@ class RunFolder:
     # ------------------------------------------------------------ leftovers
     def clean_temporary_checkpoints(self):
         """Removes half-written checkpoints (`*_temp*`) a killed save left."""
-        folder = self._file("checkpoints")
+        folder = self.checkpoints_dir()
         if not os.path.isdir(folder):
             return []
         stale = [name for name in os.listdir(folder) if "_temp" in name]
@@ -191,7 +283,7 @@ class RunFolder:
 
     def truncate_metrics(self, step):
         """Drops metrics.jsonl records after `step` (they are about to be redone)."""
-        path = self._file("metrics.jsonl")
+        path = self.metrics_file
         if not os.path.exists(path):
             return
         with open(path, encoding="utf-8") as f:

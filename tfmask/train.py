@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 
 def run(config_path, overrides=(), output_dir=None, verbose=True, reexport=False):
     """Loads, validates and trains; returns (final metrics, output folder)."""
-    from tfmask.training.config import load_config
+    from tfmask.tasks import load_config
     from tfmask.training.strategy import configure_cpu_devices
     from tfmask.training.trainer import Trainer
 

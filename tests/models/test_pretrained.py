@@ -332,7 +332,7 @@ def test_bfloat16_tensors_are_read_as_float32(tmp_path):
 
 
 def _mlm_config(folder, **data):
-    from tfmask.training.config import config_from_dict
+    from tfmask.tasks import config_from_dict
 
     return config_from_dict({"model": {"family": "mlm", "pretrained": folder},
                              "data": {"name": "austen", "vocabulary": "pretrained",

@@ -12,7 +12,8 @@ import yaml
 from tests.journeys import train_cli
 from tfmask.data import features as F
 from tfmask.tasks import build_task
-from tfmask.training.config import ConfigError, config_from_dict, load_config
+from tfmask.errors import ConfigError
+from tfmask.tasks import config_from_dict, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["train.steps=20", "train.log_every=10", "train.eval_batches=2",

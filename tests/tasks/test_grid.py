@@ -17,7 +17,8 @@ import tensorflow as tf
 from tfmask.data import features as F
 from tfmask.data.pipeline import tokenize_batch
 from tfmask.tasks import STRATEGIES, TASKS, build_task, strategy_table
-from tfmask.training.config import ConfigError, config_from_dict
+from tfmask.errors import ConfigError
+from tfmask.tasks import config_from_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = {"model": {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.training.test_trainer import tiny_config
-from tfmask.training.config import config_from_dict
+from tfmask.tasks import config_from_dict
 from tfmask.tasks import build_task
 
 
@@ -37,7 +37,7 @@ def test_evaluation_for_another_split():
 
 
 def test_static_masking_is_for_masked_lm_only():
-    from tfmask.training.config import ConfigError
+    from tfmask.errors import ConfigError
 
     with pytest.raises(ConfigError, match="model.family=classifier does not use "
                                           "masking.dynamic=false; remove it"):

@@ -12,7 +12,8 @@ import pytest
 from tests.training.test_trainer import FAMILIES, read_metrics, tiny_config, train_losses
 from tfmask.data import features as F
 from tfmask.tasks import TASKS, ClassifierTask
-from tfmask.training.config import ConfigError, config_from_dict
+from tfmask.errors import ConfigError
+from tfmask.tasks import config_from_dict
 from tfmask.training.token_buckets import TokenBuckets
 from tfmask.training.trainer import Trainer, variables_digest
 

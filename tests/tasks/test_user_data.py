@@ -16,7 +16,8 @@ from tests.journeys import one_error_line, train_cli
 from tests.tasks.test_grid import first_batch, unmasked_tokens
 from tfmask.data import features as F
 from tfmask.tasks import build_task
-from tfmask.training.config import ConfigError, config_from_dict, load_config
+from tfmask.errors import ConfigError
+from tfmask.tasks import config_from_dict, load_config
 
 TINY = {"model": {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64,
                   "dropout": 0.0},

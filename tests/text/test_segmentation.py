@@ -9,7 +9,8 @@ import tensorflow as tf
 from tfmask.data import features as F
 from tfmask.data.masking import TermMasking, WholeWordMasking
 from tfmask.text import Segmenter, SpecialTokens, WordPieceTokenizer
-from tfmask.training.config import ConfigError, config_from_dict
+from tfmask.errors import ConfigError
+from tfmask.tasks import config_from_dict
 
 MIXED = [
     "我是一个程序员",
@@ -203,7 +204,7 @@ def test_cli_trains_chinese_whole_word_mlm_on_segmenter_words(tmp_path, capsys):
     run's first training batch masks whole segmenter words."""
     from tfmask.tasks import build_task
     from tfmask.train import cli
-    from tfmask.training.config import load_config
+    from tfmask.tasks import load_config
 
     sets = ["model.family=mlm", "model.num_layers=1", "model.num_heads=2",
             "model.hidden_dim=32", "model.intermediate_dim=64", "data.name=peoples_daily",

@@ -3,13 +3,13 @@
 import pytest
 import yaml
 
-from tfmask.training.config import (
-    ConfigError,
-    apply_overrides,
-    config_from_dict,
-    load_config,
-    padding_free,
-)
+from tfmask.config import apply_overrides
+from tfmask.errors import ConfigError
+from tfmask.tasks import TASKS, config_from_dict, load_config
+
+
+def padding_free(config):
+    return TASKS.get(config.model.family).padding_free(config)
 
 BASE = {"model": {"family": "mlm"}, "data": {"name": "austen"}}
 

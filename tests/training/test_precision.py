@@ -1,10 +1,17 @@
-"""`runtime.precision: auto` picks the machine's fastest safe policy and the
-run records the policy it used."""
+"""`runtime.precision: auto` picks the machine's fastest safe policy; the
+config keeps `auto` and the run folder's runtime.jsonl records what it became."""
+
+import json
+import os
 
 import pytest
+import yaml
 
-from tfmask.training.config import config_from_dict
-from tfmask.training.precision import choose_precision, cpu_flags
+from tests.journeys import one_error_line, train_cli
+from tests.training.test_trainer import TINY_MLM
+from tfmask.tasks import config_from_dict
+from tfmask.training import precision
+from tfmask.training.precision import choose_precision
 
 BF16_CPU = {"avx512f", "avx512_bf16"}
 
@@ -25,8 +32,47 @@ def test_auto_picks_by_hardware(strategy, jit, gpus, flags, expected):
     assert chosen == expected and reason
 
 
-def test_auto_is_resolved_in_the_config_the_run_records():
+def test_auto_stays_auto_in_the_config():
+    """The config holds what the user set; the trainer resolves `auto`."""
     config = config_from_dict({"model": {"family": "mlm"}, "data": {"name": "austen"},
                                "runtime": {"precision": "auto"}}, check_data=False)
-    has_units = any(flag in cpu_flags() for flag in ("avx512_bf16", "amx_bf16"))
-    assert config.runtime.precision == ("mixed_bfloat16" if has_units else "float32")
+    assert config.runtime.precision == "auto"
+
+
+def _runtime_records(run):
+    with open(os.path.join(run, "runtime.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_a_resume_with_jit_compile_changed_under_auto_is_not_refused(
+        capsys, tmp_path, monkeypatch):
+    """runtime.jit_compile may change on resume; under `precision: auto` on a
+    CPU with bfloat16 units it also changes what `auto` resolves to
+    (mixed_bfloat16, float32 under XLA). That is not the user's change: the
+    resume goes on, and runtime.jsonl records what each start used."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(BF16_CPU))
+    run = tmp_path / "run"
+    sets = ("runtime.precision=auto", "runtime.export=false", "runtime.checkpoint_every=2")
+    code, _, err = train_cli(capsys, TINY_MLM, run, *sets, "train.steps=2")
+    assert code == 0, err
+    code, out, err = train_cli(capsys, TINY_MLM, run, *sets, "train.steps=4",
+                               "runtime.jit_compile=true")
+    assert code == 0, err
+    assert "Resumed from" in out and "step 4:" in out
+    with open(run / "config.yaml", encoding="utf-8") as f:
+        assert yaml.safe_load(f)["runtime"]["precision"] == "auto"
+    first, second = _runtime_records(run)
+    assert (first["step"], first["precision"], first["jit_compile"]) == (
+        0, "mixed_bfloat16", False)
+    assert (second["step"], second["precision"], second["jit_compile"]) == (2, "float32", True)
+    assert "XLA:CPU" in second["reason"]
+
+
+def test_a_precision_set_by_hand_is_still_compared_on_resume(capsys, tmp_path):
+    run = tmp_path / "run"
+    sets = ("runtime.export=false", "runtime.checkpoint_every=2")
+    assert train_cli(capsys, TINY_MLM, run, *sets, "train.steps=2")[0] == 0
+    code, _, err = train_cli(capsys, TINY_MLM, run, *sets, "train.steps=4",
+                             "runtime.precision=mixed_bfloat16")
+    assert code == 2
+    assert "runtime.precision 'float32' -> 'mixed_bfloat16'" in one_error_line(err)

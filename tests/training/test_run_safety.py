@@ -16,7 +16,8 @@ import yaml
 
 from tests.journeys import one_error_line, train_cli
 from tests.training.test_trainer import REPO, TINY_MLM, read_metrics, run_cli, tiny_config
-from tfmask.training.config import ConfigError, config_from_dict
+from tfmask.errors import ConfigError
+from tfmask.tasks import config_from_dict
 from tfmask.training.trainer import Trainer
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmask.training.config import config_from_dict
+from tfmask.tasks import config_from_dict
 from tfmask.training.trainer import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -227,7 +227,7 @@ MIRRORED_SCRIPT = """
 import json, sys
 from tfmask.training.strategy import configure_cpu_devices
 configure_cpu_devices(2)
-from tfmask.training.config import config_from_dict
+from tfmask.tasks import config_from_dict
 from tfmask.training.trainer import Trainer, variables_digest
 values = json.loads(sys.argv[1])
 out = {}

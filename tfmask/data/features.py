@@ -54,3 +54,28 @@ MISSING_INDICATOR = "missing_indicator"  # dense: 1 where a value is hidden
 TERM_MASK = "term_mask"
 TRUNCATED = "truncated"
 INPUTS = "inputs"
+
+# Packed rows (`tfmask.data.packing.pack`) carry, besides token ids and the
+# padding mask, which document each token belongs to and its position in it:
+# every model and task that reads packed rows reads these.
+PACKED_ROW_KEYS = (SEGMENT_IDS, POSITION_IDS)
+
+
+def row_keys(packed):
+    """Row-level keys a sequence model reads besides `token_ids` and
+    `padding_mask`: `segment_ids` and `position_ids` for packed rows.
+
+    >>> row_keys(True), row_keys(False)
+    (['segment_ids', 'position_ids'], [])
+    """
+    return list(PACKED_ROW_KEYS) if packed else []
+
+
+def one_document_rows(padding_mask):
+    """`segment_ids` and `position_ids` of unpacked rows, for a model built
+    for packed rows: each row is document 1, positions from 0, padding 0."""
+    import tensorflow as tf
+
+    real = tf.convert_to_tensor(padding_mask)
+    return {SEGMENT_IDS: tf.cast(real, tf.int32),
+            POSITION_IDS: tf.where(real, tf.range(tf.shape(real)[1])[None, :], 0)}

@@ -62,7 +62,7 @@ class MaskedLMModel(_EncoderModel):
                              intermediate_dim, max_length, dropout, attention_dropout,
                              activation, layer_norm_epsilon, normalize_first, position,
                              num_segments, padding_free=padding_free, dtype=dtype)
-        names = [F.TOKEN_IDS, F.PADDING_MASK] + ([F.SEGMENT_IDS, F.POSITION_IDS] if packed else [])
+        names = [F.TOKEN_IDS, F.PADDING_MASK] + F.row_keys(packed)
         inputs = symbolic_inputs(
             names, extra={F.MASK_POSITIONS: ((max_predictions,), "int32")}
         )

@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from tfmask.layers.activations import gelu_approximate
+from tfmask.run_folder import RunFolder
 
 # Hugging Face's names -> Keras activations ("gelu" is the exact erf GELU).
 HF_ACTIVATIONS = {
@@ -291,13 +292,13 @@ def load_bert_weights(stack, directory):
 
 def is_tfmask_run(directory):
     """True for a folder written by `python -m tfmask.train` with an export."""
-    return os.path.isfile(os.path.join(directory, "export", "model.keras"))
+    return RunFolder(directory).is_run()
 
 
 def pretrained_vocabulary(directory):
     """The vocab.txt that goes with a pretrained folder (HF or tfmask run)."""
     if is_tfmask_run(directory):
-        return os.path.join(directory, "export", "vocab.txt")
+        return RunFolder(directory).export.vocabulary
     return os.path.join(directory, "vocab.txt")
 
 
@@ -319,7 +320,7 @@ def _from_tfmask_run(model_cls, directory, overrides):
     import tfmask.layers  # noqa: F401  (registers the layers for loading)
     from tfmask.models.mlm import ENCODER_ARGS
 
-    source = keras.models.load_model(os.path.join(directory, "export", "model.keras"))
+    source = keras.models.load_model(RunFolder(directory).export.model)
     if not hasattr(source, "stack"):
         raise ValueError(f"{directory} holds a {type(source).__name__}; only MaskedLMModel "
                          "and ClassifierModel runs have an encoder to start from.")
@@ -402,13 +403,11 @@ def pretrained_lowercase(directory):
         pretrained_lowercase("bert-base-cased")  # False
     """
     if is_tfmask_run(directory):
-        import yaml
-
-        path = os.path.join(directory, "config.yaml")
-        if not os.path.isfile(path):
+        folder = RunFolder(directory)
+        path, values = folder.config_file, folder.saved_config_values()
+        if values is None:
             return None
-        with open(path, encoding="utf-8") as f:
-            value = ((yaml.safe_load(f) or {}).get("data") or {}).get("lowercase")
+        value = (values.get("data") or {}).get("lowercase")
     else:
         path = os.path.join(directory, "tokenizer_config.json")
         if not os.path.isfile(path):
@@ -431,16 +430,3 @@ def pretrained_vocabulary_size(directory):
 
         return len(read_vocabulary(pretrained_vocabulary(directory)))
     return read_bert_config(directory)["vocabulary_size"]
-
-
-def pretrained_directory(name_or_path):
-    """A Hugging Face BERT folder: a path, or "minilm" (prepared package)."""
-    if name_or_path and os.path.isdir(name_or_path):
-        return name_or_path
-    if name_or_path == "minilm":
-        from tfmask.datasets.assets import minilm_directory
-
-        return minilm_directory()
-    raise FileNotFoundError(
-        f"Pretrained model {name_or_path!r} is neither a folder nor 'minilm'; "
-        "run: python -m tfmask.datasets prepare minilm")

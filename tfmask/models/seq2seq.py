@@ -90,7 +90,7 @@ class CausalLMModel(_GenerativeModel):
         final_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype,
                                                      name="final_norm")
         projection = TiedProjection(embedding, dtype=dtype, name="lm_head")
-        names = [F.TOKEN_IDS, F.PADDING_MASK] + ([F.SEGMENT_IDS, F.POSITION_IDS] if packed else [])
+        names = [F.TOKEN_IDS, F.PADDING_MASK] + F.row_keys(packed)
         inputs = symbolic_inputs(names)
         x = embedding(inputs[F.TOKEN_IDS], position_ids=inputs.get(F.POSITION_IDS))
         for block in blocks:

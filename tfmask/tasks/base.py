@@ -32,11 +32,11 @@ from tfmask.errors import ConfigError, RunError
 from tfmask.losses import weighted_crossentropy_sum
 from tfmask.metrics import MaskedAccuracy, MaskedPerplexity
 from tfmask.models.pretrained import (
-    pretrained_directory,
     pretrained_lowercase,
     pretrained_vocabulary,
     pretrained_vocabulary_size,
 )
+from tfmask.tasks.shared import pretrained_directory
 from tfmask.text import WordPieceTokenizer, train_wordpiece_vocabulary
 from tfmask.text.segmentation import check_segmenter_name, needs_segmenter
 
@@ -67,7 +67,7 @@ class Task(abc.ABC):
     `build_model`, `split_batch` and `predict`.
 
     Args:
-        config: a validated `tfmask.training.config.Config`.
+        config: a resolved `tfmask.config.Config` (`tfmask.tasks.load_config`).
         tokenizer: optional `WordPieceTokenizer`; default: built from the
             config (trains a vocabulary on the training split if asked).
         vocabulary_path: the tokenizer's vocab.txt, when `tokenizer` is given.
@@ -138,6 +138,9 @@ class Task(abc.ABC):
             if dense_only:
                 raise ConfigError(f"model.family={cls.family} reads text: {dense_only[0]} "
                                   "applies to dense families; remove it.")
+        if masking.rate == 0 and masking.strategy in ("random", "whole_word", "span", "entity"):
+            raise ConfigError("masking.rate=0 masks nothing; set a rate in (0, 1] or "
+                              "masking.strategy: none.")
         if masking.strategy == "term" and not (masking.terms or masking.patterns):
             raise ConfigError("masking.strategy=term needs masking.terms or masking.patterns.")
         if data.segmenter is not None:
@@ -156,10 +159,21 @@ class Task(abc.ABC):
                         "data.segmenter: rjieba.")
         cls.validate(config)
 
+    # ------------------------------------------------------------ resolution
+    # Every family default is decided here. Those that shape the run are
+    # written into the config (and so into the run folder's config.yaml):
+    # `masking.strategy`, `data.lowercase`. Those that only decide how it runs
+    # (`model.padding_free`, which follows runtime.strategy, a key a resume may
+    # change) and those a checkpoint fixes (`model.normalize_first`) are read
+    # through the methods below, never recomputed elsewhere.
     @classmethod
     def resolve(cls, config, check_data=True):
-        """The config with settings that follow the data made explicit:
-        `data.lowercase` (see `resolve_lowercase`)."""
+        """The config with the family's defaults made explicit: an unset
+        `masking.strategy` becomes `default_strategy`; `data.lowercase`
+        follows the data (see `resolve_lowercase`)."""
+        if config.masking.strategy is None:
+            config = dataclasses.replace(config, masking=dataclasses.replace(
+                config.masking, strategy=cls.default_strategy))
         return resolve_lowercase(config, check_data)
 
     @classmethod
@@ -167,6 +181,18 @@ class Task(abc.ABC):
         """model.normalize_first resolved: unset = the family's default."""
         value = config.model.normalize_first
         return cls.default_normalize_first if value is None else value
+
+    @classmethod
+    def padding_free(cls, config):
+        """Whether the encoder's token-wise layers run on real tokens only:
+        `model.padding_free`, unset = on for families that support it,
+        except on TPUs (under XLA the trainer compiles one step per bucket of
+        token counts, which a TPU step cannot switch between)."""
+        if not cls.supports_padding_free:
+            return False
+        if config.model.padding_free is not None:
+            return config.model.padding_free
+        return config.runtime.strategy != "tpu"
 
     @classmethod
     def validate(cls, config):
@@ -315,8 +341,7 @@ class Task(abc.ABC):
     # ------------------------------------------------------------ shared helpers
     def sequence_inputs(self, *keys):
         """Model input keys: `keys`, then the packed-row features if packed."""
-        packed = [F.SEGMENT_IDS, F.POSITION_IDS] if self.config.data.pack else []
-        return list(keys) + packed
+        return list(keys) + F.row_keys(self.config.data.pack)
 
     def count_pieces(self, text, limit, what="text"):
         """Word pieces of `text`; one line if it is empty or reaches `limit`."""

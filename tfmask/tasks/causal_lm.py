@@ -18,7 +18,7 @@ from tfmask.errors import ConfigError
 from tfmask.guards import guarded
 from tfmask.models import CausalLMModel
 from tfmask.tasks.base import AUTOTUNE, Task
-from tfmask.tasks.mlm import encoder_kwargs
+from tfmask.tasks.shared import encoder_kwargs
 
 
 class CausalLMTask(Task):

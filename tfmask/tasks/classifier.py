@@ -16,10 +16,14 @@ from tfmask.data.pipeline import text_pipeline, tokenize_batch
 from tfmask.errors import ConfigError
 from tfmask.guards import guarded
 from tfmask.models import ClassifierModel
-from tfmask.models.pretrained import from_pretrained, pretrained_directory
+from tfmask.models.pretrained import from_pretrained
 from tfmask.tasks.base import Task
-from tfmask.tasks.mlm import check_pretrained_architecture, encoder_kwargs, mlm_strategy
-from tfmask.training.config import padding_free
+from tfmask.tasks.shared import (
+    check_pretrained_architecture,
+    encoder_kwargs,
+    mlm_strategy,
+    pretrained_directory,
+)
 
 NOISE = ("random", "whole_word", "span")
 
@@ -94,7 +98,7 @@ class ClassifierTask(Task):
     def build_model(self, dtype):
         config = self.config
         common = dict(num_classes=config.model.num_classes, pooling=config.model.pooling,
-                      padding_free=padding_free(config), dtype=dtype)
+                      padding_free=self.padding_free(config), dtype=dtype)
         if config.model.pretrained:
             model, _ = from_pretrained(ClassifierModel,
                                        pretrained_directory(config.model.pretrained),

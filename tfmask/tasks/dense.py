@@ -31,6 +31,7 @@ from tfmask.errors import ConfigError
 from tfmask.guards import guarded
 from tfmask.losses import weighted_squared_error_sum
 from tfmask.models import DenseClassifierModel, MaskedAutoencoderModel
+from tfmask.run_folder import RunFolder
 from tfmask.tasks.base import AUTOTUNE, Task, load_documents
 
 # Settings of the text families a dense family never reads (key: default).
@@ -224,7 +225,7 @@ class DenseClassifierTask(DenseTask):
         model = DenseClassifierModel(num_classes=config.model.num_classes, dtype=dtype,
                                      **self.encoder_kwargs())
         if config.model.pretrained:
-            path = os.path.join(config.model.pretrained, "export", "model.keras")
+            path = RunFolder(config.model.pretrained).export.model
             if not os.path.isfile(path):
                 raise ConfigError(f"model.pretrained={config.model.pretrained!r}: a dense "
                                   "classifier starts from a masked_autoencoder run folder.")

@@ -16,26 +16,17 @@ from tfmask.data import masking as M
 from tfmask.data.pipeline import mask_dataset, text_pipeline, tokenize_batch
 from tfmask.errors import ConfigError, RunError
 from tfmask.models import MaskedLMModel
-from tfmask.models.pretrained import from_pretrained, pretrained_directory
+from tfmask.models.pretrained import from_pretrained
 from tfmask.tasks.base import AUTOTUNE, WHOLE_SPLIT, Task, load_documents
-from tfmask.training.config import padding_free
+from tfmask.tasks.shared import (
+    MLM_STRATEGIES,
+    check_pretrained_architecture,
+    encoder_kwargs,
+    mlm_strategy,
+    pretrained_directory,
+)
 
 ENTITY_TAGS = "tags"  # the word-level feature `tokenize_batch` turns into entity_ids
-MLM_STRATEGIES = {"random": M.RandomTokenMasking, "whole_word": M.WholeWordMasking,
-                  "span": M.SpanMasking, "entity": M.EntityMasking,
-                  # Key terms are the units entity masking masks first.
-                  "term": M.EntityMasking}
-
-
-def mlm_strategy(masking, tokenizer):
-    """The MLM masking strategy a config's `masking` section names."""
-    kwargs = dict(rate=masking.rate, mask_ratio=masking.mask_ratio,
-                  random_ratio=masking.random_ratio, max_predictions=masking.max_predictions,
-                  special_token_ids=tokenizer.special_token_ids(), pad_id=tokenizer.pad_id)
-    if masking.strategy in ("entity", "term"):
-        kwargs["entity_probability"] = masking.entity_probability
-    return MLM_STRATEGIES[masking.strategy](tokenizer.vocabulary_size, tokenizer.mask_id,
-                                            **kwargs)
 
 
 def check_key_terms(config):
@@ -48,22 +39,6 @@ def check_key_terms(config):
             f"masking.term_replacement={masking.term_replacement} applies to a classifier's "
             "term masking; a masked LM predicts key terms with 80/10/10 (masking.mask_ratio, "
             "masking.random_ratio): remove it.")
-
-
-def check_pretrained_architecture(config):
-    """A pretrained encoder brings its own architecture."""
-    if config.model.pretrained and config.model.normalize_first is not None:
-        raise ConfigError("model.normalize_first comes from model.pretrained's checkpoint; "
-                          "remove it.")
-
-
-def encoder_kwargs(config, tokenizer):
-    """Encoder hyper-parameters of a config (model section + vocabulary)."""
-    model = config.model
-    return dict(vocabulary_size=tokenizer.vocabulary_size, num_layers=model.num_layers,
-                num_heads=model.num_heads, hidden_dim=model.hidden_dim,
-                intermediate_dim=model.intermediate_dim, max_length=config.data.sequence_length,
-                dropout=model.dropout, position=model.position)
 
 
 class MaskedLMTask(Task):
@@ -173,7 +148,7 @@ class MaskedLMTask(Task):
     def build_model(self, dtype):
         config = self.config
         common = dict(packed=config.data.pack, max_predictions=config.masking.max_predictions,
-                      padding_free=padding_free(config), dtype=dtype)
+                      padding_free=self.padding_free(config), dtype=dtype)
         if config.model.pretrained:
             model, _ = from_pretrained(MaskedLMModel, pretrained_directory(config.model.pretrained),
                                        dropout=config.model.dropout, **common)
@@ -208,9 +183,8 @@ class MaskedLMTask(Task):
         found = tf.gather(is_mask, order, batch_dims=1)
         inputs = {F.TOKEN_IDS: token_ids, F.PADDING_MASK: real,
                   F.MASK_POSITIONS: tf.where(found, order, 0)}
-        if data.pack:  # one document per row: segment 1, positions from 0
-            inputs[F.SEGMENT_IDS] = tf.cast(real, tf.int32)
-            inputs[F.POSITION_IDS] = tf.where(real, tf.range(tf.shape(real)[1])[None, :], 0)
+        if data.pack:  # the model reads packed rows: one document per row
+            inputs.update(F.one_document_rows(real))
         return inputs, found
 
     def serve(self, model, texts, top_k=5, sampler="greedy", num_beams=4):

@@ -19,7 +19,7 @@ from tfmask.errors import ConfigError
 from tfmask.models import Seq2SeqTransformerModel
 from tfmask.models.seq2seq import SEQ2SEQ_INPUTS
 from tfmask.tasks.base import AUTOTUNE, Task, load_documents
-from tfmask.tasks.mlm import encoder_kwargs
+from tfmask.tasks.shared import encoder_kwargs
 
 
 class Seq2SeqTransformerTask(Task):

@@ -8,7 +8,13 @@
 
 On this project's 2-core CPU (AVX512_BF16) TensorFlow's oneDNN kernels run
 bfloat16 matmuls twice as fast as float32; XLA:CPU does not (it runs them no
-faster), hence float32 with `runtime.jit_compile` on a CPU (benchmarks/README.md).
+faster), hence float32 with `runtime.jit_compile` on a CPU (benchmarks/README.md),
+and a warning (`precision_warning`) when mixed_bfloat16 is set by hand there.
+
+The trainer resolves `auto` once per start (`resolve_precision`) and records
+the choice and its reason in the run folder's runtime.jsonl; the config keeps
+`auto`, so a resume on other hardware or with runtime.jit_compile changed
+resolves anew instead of being refused.
 Variables, the loss and the softmax stay float32 under every mixed policy.
 
 Example:
@@ -75,3 +81,21 @@ def resolve_precision(runtime):
         return runtime.precision, "set in the config"
     gpus = gpu_capabilities() if runtime.strategy != "tpu" else []
     return choose_precision(runtime.strategy, runtime.jit_compile, gpus, cpu_flags())
+
+
+def precision_warning(runtime, precision, gpus=None):
+    """A line to print when a policy set by hand runs slower than it needs
+    to on this machine (the XLA:CPU rule above), or None.
+
+    >>> from types import SimpleNamespace as Runtime
+    >>> precision_warning(Runtime(jit_compile=True, strategy="default"), "mixed_bfloat16", gpus=[])
+    'mixed_bfloat16 with jit_compile on a CPU is slower than without XLA; set runtime.jit_compile: false.'
+    """
+    if not (runtime.jit_compile and precision == "mixed_bfloat16") or runtime.strategy == "tpu":
+        return None
+    if gpus is None:
+        gpus = gpu_capabilities()
+    if gpus:
+        return None
+    return ("mixed_bfloat16 with jit_compile on a CPU is slower than without XLA; set "
+            "runtime.jit_compile: false.")

@@ -10,7 +10,7 @@ import os
 
 import tensorflow as tf
 
-from tfmask.training.config import ConfigError
+from tfmask.errors import ConfigError
 
 
 def configure_cpu_devices(count):

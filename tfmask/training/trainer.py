@@ -41,16 +41,17 @@ import tensorflow as tf
 
 from tfmask.data import features as F
 from tfmask.errors import Interrupted, TrainingDiverged
+from tfmask.run_folder import ExportFolder, RunFolder, replace_folder
 from tfmask.serving import export_serving
 from tfmask.tasks import build_task
-from tfmask.training.run_folder import RunFolder, replace_folder
-from tfmask.training.config import padding_free
+from tfmask.training.precision import precision_warning, resolve_precision
 from tfmask.training.schedule import WarmupDecay
 from tfmask.training.strategy import is_chief, make_strategy, worker_index
 from tfmask.training.token_buckets import TokenBuckets
 
 
-def make_optimizer(config):
+def make_optimizer(config, precision):
+    """AdamW with the config's schedule; loss scaling under mixed_float16."""
     opt = config.optimizer
     schedule = WarmupDecay(opt.learning_rate, config.train.steps, config.schedule.warmup_steps,
                            config.schedule.decay, config.schedule.final_fraction)
@@ -59,7 +60,7 @@ def make_optimizer(config):
         beta_2=opt.beta_2, epsilon=opt.epsilon)  # clipping: see clip_global_gradients
     # Biases and layer-norm scales are not decayed (BERT's recipe).
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    if config.runtime.precision == "mixed_float16":
+    if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
@@ -68,7 +69,7 @@ class Trainer:
     """Builds everything for a config and runs it.
 
     Args:
-        config: a validated `tfmask.training.config.Config`.
+        config: a resolved `tfmask.config.Config` (`tfmask.tasks.load_config`).
         output_dir: where checkpoints, logs, the resolved config and exports go.
         strategy: optional tf.distribute strategy (default: from the config).
         verbose: print a progress bar and evaluation lines.
@@ -81,20 +82,19 @@ class Trainer:
         self.chief = is_chief()
         keras.utils.set_random_seed(config.train.seed)
         self.strategy = strategy or make_strategy(config.runtime)
-        runtime = config.runtime
-        if verbose and runtime.jit_compile and runtime.precision == "mixed_bfloat16" \
-                and not tf.config.list_physical_devices("GPU") and runtime.strategy != "tpu":
-            # Measured (benchmarks/README.md): XLA:CPU runs bfloat16 matmuls no
-            # faster than float32, while TensorFlow's oneDNN kernels run them 2x.
-            print("warning: mixed_bfloat16 with jit_compile on a CPU is slower than "
-                  "without XLA; set runtime.jit_compile: false.")
+        # Resolved once per start, on this machine; config.yaml keeps what the
+        # user set (`auto`) and runtime.jsonl records what it became.
+        self.precision, self.precision_reason = resolve_precision(config.runtime)
+        warning = precision_warning(config.runtime, self.precision)
+        if verbose and warning:
+            print(f"warning: {warning}")
         replicas = self.strategy.num_replicas_in_sync
         if config.data.batch_size % replicas:
             raise ValueError(
                 f"data.batch_size={config.data.batch_size} is the global batch and must be "
                 f"divisible by the {replicas} replicas; change it.")
         # The folder first: a locked folder or a refused resume costs no work.
-        self.folder = RunFolder(output_dir)
+        self.folder = folder = RunFolder(output_dir)
         if self.chief:
             self.folder.acquire()
             try:
@@ -108,8 +108,8 @@ class Trainer:
             os.makedirs(output_dir, exist_ok=True)
             self.task = build_task(config)
         with self.strategy.scope():
-            self.model = self.task.build_model(dtype=config.runtime.precision)
-            self.optimizer = make_optimizer(config)
+            self.model = self.task.build_model(dtype=self.precision)
+            self.optimizer = make_optimizer(config, self.precision)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             # First step whose loss or gradient norm was NaN/Inf; -1 = none.
@@ -129,12 +129,11 @@ class Trainer:
 
     # ---------------------------------------------------------------- set-up
     def _checkpoint_dir(self):
-        base = os.path.join(self.output_dir, "checkpoints")
         if self.chief:
-            return base
+            return self.folder.checkpoints_dir()
         # Every worker must write (saving is collective); only the chief's copy is kept.
         task_type, index, _ = worker_index()
-        return os.path.join(self.output_dir, f"tmp_{task_type}_{index}")
+        return self.folder.checkpoints_dir(worker=(task_type, index))
 
     def _update_metrics(self, metrics, labels, logits, weights):
         for name, metric in metrics.items():
@@ -149,7 +148,7 @@ class Trainer:
         config = self.config
         if not config.runtime.jit_compile:
             return function
-        if not (self.task.supports_padding_free and padding_free(config)):
+        if not self.task.padding_free(config):
             return tf.function(function, jit_compile=True)
         per_replica = -(-batch_size // self.strategy.num_replicas_in_sync)
         return TokenBuckets(
@@ -180,7 +179,7 @@ class Trainer:
         compiled_step = self._compiled(replica_step, self.config.data.batch_size)
         # float16's loss scaler skips steps with overflowing gradients by
         # design; there only a non-finite loss means the run diverged.
-        check_gradients = self.config.runtime.precision != "mixed_float16"
+        check_gradients = self.precision != "mixed_float16"
 
         def one_step(iterator):
             # next() outside the compiled step: XLA cannot run the iterator.
@@ -221,7 +220,7 @@ class Trainer:
     def _log(self, record):
         if not self.chief:
             return
-        with open(os.path.join(self.output_dir, "metrics.jsonl"), "a") as f:
+        with open(self.folder.metrics_file, "a") as f:
             f.write(json.dumps(record) + "\n")
         with self.writer.as_default(step=record["step"]):
             for key, value in record.items():
@@ -270,11 +269,17 @@ class Trainer:
         if self.chief:
             folder.clean_temporary_checkpoints()
         self._check_data()
-        self.writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "logs"))
+        self.writer = tf.summary.create_file_writer(folder.logs_dir)
         restored = self.manager.restore_or_initialize()
         start = int(self.step.numpy())
         if self.chief:
             folder.truncate_metrics(start)
+            folder.record_runtime({
+                "step": start, "precision": self.precision, "reason": self.precision_reason,
+                "strategy": config.runtime.strategy,
+                "replicas": self.strategy.num_replicas_in_sync,
+                "jit_compile": config.runtime.jit_compile,
+                "padding_free": self.task.padding_free(config)})
         if restored and self.verbose:
             print(f"Resumed from {restored} at step {start}.")
         # The pipeline is a function of the seed: skip what was consumed.
@@ -339,10 +344,10 @@ class Trainer:
         if not self.chief:
             shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
         elif config.runtime.export:
-            if trained or reexport or not os.path.exists(self._export_path("model.keras")):
+            if trained or reexport or not os.path.exists(folder.export.model):
                 self.export()
             elif self.verbose:
-                print(f"{self._export_path()} is already this run's export; rerun with "
+                print(f"{folder.export.path} is already this run's export; rerun with "
                       "--reexport to write it again.")
         return results
 
@@ -362,7 +367,7 @@ class Trainer:
         hint = ("lower optimizer.learning_rate (it is "
                 f"{config.optimizer.learning_rate:g}), set optimizer.clipnorm, or use float32 / "
                 "mixed_bfloat16")
-        if config.runtime.precision == "mixed_float16":
+        if self.precision == "mixed_float16":
             hint += " (float16 overflowed despite loss scaling)"
         kept = self.manager.latest_checkpoint
         kept = f"the last good checkpoint {kept} is kept" if kept else "no checkpoint was saved"
@@ -388,24 +393,21 @@ class Trainer:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items())
             print(f"\nstep {step}: {shown}")
 
-    def _export_path(self, *names):
-        return os.path.join(self.output_dir, "export", *names)
-
     def export(self):
         """`model.keras` (Keras format, reloadable with tfmask imported), a
         SavedModel that serves raw text (`tfmask.serving`: tokenizer, input
         masking and decoding inside), and the vocabulary; written
         into a temporary folder that replaces `export/` only when complete."""
-        path = self._export_path()
-        temporary = f"{path}.tmp-{os.getpid()}"
-        shutil.rmtree(temporary, ignore_errors=True)
-        os.makedirs(temporary)
+        path = self.folder.export.path
+        staged = ExportFolder(f"{path}.tmp-{os.getpid()}")  # becomes export/ when complete
+        shutil.rmtree(staged.path, ignore_errors=True)
+        os.makedirs(staged.path)
         if self.task.vocabulary_path:  # dense families read no vocabulary
-            shutil.copy(self.task.vocabulary_path, os.path.join(temporary, "vocab.txt"))
-        self.model.save(os.path.join(temporary, "model.keras"))
+            shutil.copy(self.task.vocabulary_path, staged.vocabulary)
+        self.model.save(staged.model)
         if self.config.runtime.export_saved_model:
-            export_serving(self.task, self.model, os.path.join(temporary, "saved_model"))
-        replace_folder(temporary, path)
+            export_serving(self.task, self.model, staged.saved_model)
+        replace_folder(staged.path, path)
         return path
 
 
