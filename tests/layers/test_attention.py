@@ -22,7 +22,9 @@ def test_layer_harness(tmp_path):
     run_layer_test(
         MaskedMultiHeadAttention,
         {"num_heads": H, "key_dim": K, "dropout": 0.1},
-        {"query": rand(B, T, D), "value": rand(B, S, 6, seed=1)},
+        {"query": rand(B, T, D), "value": rand(B, S, 6, seed=1),
+         "query_mask": np.arange(T) < [[T], [T - 2]],
+         "value_mask": np.arange(S) < [[S - 3], [S]]},
         call_kwargs={"use_causal_mask": True},
         expected_output_shape=(B, T, D),
         tmp_path=tmp_path,

@@ -48,8 +48,13 @@ def test_harness(tmp_path):
         MaskedLSTMDecoder,
         {"units": U, "dropout": 0.1},
         {"inputs": rand(B, T, E), "encoder_outputs": rand(B, S, U, seed=1),
+         "target_padding_mask": np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool),
          "encoder_padding_mask": SOURCE_MASK},
         expected_output_shape=(B, T, U),
+        # Not "bfloat16" variables: the LSTM's orthogonal initializer runs
+        # tf.linalg.qr, which has no bfloat16 kernel (tfmask trains in mixed
+        # precision, float32 variables).
+        precision_policies=("mixed_float16", "mixed_bfloat16"),
         tmp_path=tmp_path,
     )
 

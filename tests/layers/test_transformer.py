@@ -48,6 +48,7 @@ def test_decoder_harness(tmp_path):
         TransformerDecoderBlock,
         {"num_heads": HEADS, "intermediate_dim": FFN, "normalize_first": True},
         {"decoder_sequence": rand(2, 4, D), "encoder_sequence": rand(2, 6, D, seed=1),
+         "decoder_padding_mask": np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool),
          "encoder_padding_mask": np.array([[1, 1, 1, 0, 0, 0], [1] * 6], bool)},
         expected_output_shape=(2, 4, D),
         tmp_path=tmp_path,

@@ -10,8 +10,9 @@
 #   so the test bodies are unchanged).
 # - keras-hub's test base class, keras_hub.src.tests.test_case.TestCase, is
 #   not importable from the installed keras-hub (it imports `grain`, which is
-#   not installed); `KerasHubTestCase`, its layer-test helpers adapted onto
-#   `keras.src.testing.TestCase`, comes from the encoder peer test.
+#   not installed); `KerasHubTestCase` (tests/layer_harness.py) gives its
+#   `self.run_layer_test(...)` API and defaults on tfmask's one layer harness
+#   (keras-hub's checks and tfmask's own).
 # - Expected seed-variable counts: keras-hub's block has one dropout layer
 #   per attention and per residual (3 seed variables, 5 with
 #   cross-attention); tfmask's has one per attention and one residual
@@ -29,7 +30,7 @@ from keras import random
 from keras.src.backend import get_keras_mask
 from keras.src.backend import set_keras_mask
 
-from tests.layers.peers.test_keras_hub_transformer_encoder import KerasHubTestCase
+from tests.layer_harness import KerasHubTestCase
 from tfmask.layers import TransformerDecoderBlock as TransformerDecoder
 
 
