@@ -16,6 +16,23 @@ def _isolate_keras_state():
     keras.config.set_dtype_policy("float32")
 
 
+@pytest.fixture
+def tiny_config():
+    """`tiny_config(family=None, **sections)` -> the tiny config dict the tests
+    share (tests/tiny.py; importable from there for module-level use)."""
+    from tests.tiny import tiny_config
+
+    return tiny_config
+
+
+@pytest.fixture
+def tiny_sets():
+    """`tiny_sets(family=None, **sections)` -> the same as `--set` values."""
+    from tests.tiny import tiny_sets
+
+    return tiny_sets
+
+
 def pytest_collection_modifyitems(config, items):
     """`@pytest.mark.tensorflow_only("why")` tests need TensorFlow itself
     (tf.function, GradientTape, tf.train.Checkpoint, dynamic shapes); on

@@ -18,6 +18,8 @@ import time
 import pytest
 import yaml
 
+from tests import tiny
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = ("README.md", "configs/README.md", "docs/recipes.md")
 # Commands not run here, each with its reason.
@@ -28,8 +30,6 @@ SKIPPED = {
                             "(benchmarks/results) and benchmarks have no tiny mode",
 }
 ENTRY_POINTS = ("python -m tfmask.train", "python -m tfmask.predict", "python -m tfmask.inspect")
-TINY_MODEL = {"num_layers": 1, "decoder_num_layers": 1, "num_heads": 2, "hidden_dim": 32,
-              "intermediate_dim": 64, "embedding_dim": 16, "lstm_units": 16}
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
 
 
@@ -84,17 +84,19 @@ def tiny_overrides(argv):
             key, value = argv[i + 1].split("=", 1)
             sets[key] = value
     model, data = config.get("model", {}), config.get("data", {})
+    # The model and vocabulary sizes are the shared tiny ones (tests/tiny.py); a
+    # documented command only has to run, so 2 steps of 4 examples (not the tiny 4 of 8).
     out = ["train.steps=2", "train.log_every=1", "train.eval_batches=1", "schedule.warmup_steps=1",
            "data.batch_size=4", "data.eval_batch_size=4"]
     dense = model.get("family") in ("dense_classifier", "masked_autoencoder")
     # A text model from a checkpoint keeps its size; a dense one starts from the
     # page's own (shrunk) autoencoder run, so it shrinks the same way.
     if dense or (not model.get("pretrained") and "model.pretrained" not in sets):
-        out += [f"model.{k}={v}" for k, v in TINY_MODEL.items() if k in model]
+        out += [f"model.{k}={v}" for k, v in tiny.SIZES.items() if k in model]
     if dense:
         return [arg for value in out for arg in ("--set", value)]  # arrays: no text settings
     if data.get("vocabulary", "train") == "train":
-        out.append("data.vocabulary_size=1000")
+        out.append(f"data.vocabulary_size={tiny.TINY['data']['vocabulary_size']}")
     if config.get("masking", {}).get("strategy") != "prompt":  # prompts need their length
         out.append(f"data.sequence_length={min(int(data.get('sequence_length', 128)), 48)}")
     if "target_length" in data:

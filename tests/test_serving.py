@@ -14,25 +14,19 @@ import sys
 
 import pytest
 
+from tests.tiny import tiny_sets
 from tfmask.train import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["model.num_layers=1", "model.num_heads=2", "model.hidden_dim=32",
-        "model.intermediate_dim=64", "model.embedding_dim=16", "model.lstm_units=16",
-        "data.sequence_length=32", "data.target_length=16", "data.batch_size=8",
-        "data.eval_batch_size=8", "data.vocabulary_size=1000", "train.steps=4",
-        "train.log_every=2", "train.eval_batches=1", "train.generate_examples=0"]
+# Each family's tiny run (tests/tiny.py, on its default data) with these
+# sections; export on, and no generated examples (the answers are compared).
 FAMILIES = {
-    "classifier": ["model.family=classifier", "data.name=rotten_tomatoes",
-                   "masking.strategy=term", "masking.terms=[film, movie]",
-                   r"masking.patterns=['\d+']"],
-    "mlm": ["model.family=mlm", "data.name=austen", "data.pack=true",
-            "masking.max_predictions=6"],
-    "causal_lm": ["model.family=causal_lm", "data.name=austen", "masking.strategy=none"],
-    "seq2seq_transformer": ["model.family=seq2seq_transformer", "data.name=kjv_rv1909",
-                            "masking.strategy=none"],
-    "seq2seq_lstm": ["model.family=seq2seq_lstm", "data.name=kjv_rv1909",
-                     "masking.strategy=none"],
+    "classifier": {"masking": {"strategy": "term", "terms": ["film", "movie"],
+                               "patterns": [r"\d+"]}},
+    "mlm": {"data": {"pack": True}, "masking": {"max_predictions": 6}},
+    "causal_lm": {"masking": {"strategy": "none"}},
+    "seq2seq_transformer": {"masking": {"strategy": "none"}},
+    "seq2seq_lstm": {"masking": {"strategy": "none"}},
 }
 TEXTS = {
     "classifier": ["the film is 66 minutes of joy", "the movie is 12 minutes of joy",
@@ -57,7 +51,9 @@ print(json.dumps({"tfmask_imported": "tfmask" in sys.modules, "signatures": sort
 
 
 def train_run(family, folder):
-    settings = [f"--set={s}" for s in TINY + FAMILIES[family]]
+    sets = tiny_sets(family, **{"train": {"generate_examples": 0}, "runtime": {"export": True},
+                                **FAMILIES[family]})
+    settings = [f"--set={s}" for s in sets]
     assert cli(["--config", os.path.join(REPO, "tests/configs/tiny_mlm.yaml"),
                 "--output_dir", str(folder)] + settings) == 0
     return str(folder)
@@ -174,7 +170,7 @@ def test_a_cased_classifier_hides_its_terms_as_written():
     assert ids.tolist() == [[2, 4, 7, 8, 3, 0, 0, 0], [2, 6, 7, 8, 3, 0, 0, 0]]
 
 
-def test_a_run_that_answers_no_text_exports_the_token_id_signature_only(tmp_path):
+def test_a_run_that_answers_no_text_exports_the_token_id_signature_only(tmp_path, tiny_config):
     """T5 span corruption answers sentinels, not text: the export says so and
     holds the bare model on token ids (instead of failing after training)."""
     import tensorflow as tf
@@ -183,12 +179,8 @@ def test_a_run_that_answers_no_text_exports_the_token_id_signature_only(tmp_path
     from tfmask.tasks import build_task
     from tfmask.tasks import config_from_dict
 
-    config = config_from_dict({
-        "model": {"family": "seq2seq_transformer", "num_layers": 1, "num_heads": 2,
-                  "hidden_dim": 16, "intermediate_dim": 32},
-        "data": {"name": "austen", "sequence_length": 16, "target_length": 8,
-                 "vocabulary_size": 500},
-        "masking": {"strategy": "span_corruption"}})
+    config = config_from_dict(tiny_config("seq2seq_transformer", data={"name": "austen"},
+                                          masking={"strategy": "span_corruption"}))
     task = build_task(config)
     said = []
     export_serving(task, task.build_model("float32"), str(tmp_path / "sm"), log=said.append)

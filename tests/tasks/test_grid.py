@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.tiny import tiny_config
 from tfmask.data import features as F
 from tfmask.data.pipeline import tokenize_batch
 from tfmask.tasks import STRATEGIES, TASKS, build_task, strategy_table
@@ -21,12 +22,6 @@ from tfmask.errors import ConfigError
 from tfmask.tasks import config_from_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY = {"model": {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64,
-                  "embedding_dim": 16, "lstm_units": 16},
-        "data": {"sequence_length": 32, "target_length": 24, "batch_size": 8,
-                 "eval_batch_size": 8, "vocabulary_size": 1000},
-        "train": {"steps": 4, "log_every": 2, "eval_batches": 1},
-        "runtime": {"export": False}}
 MARKER = "### response:"
 
 
@@ -45,18 +40,10 @@ def prompts(tmp_path_factory):
 
 def grid_config(family, strategy, prompts, **sections):
     """A tiny config of `family` with `strategy` on data that strategy can use."""
-    values = {k: dict(v) for k, v in TINY.items()}
-    values["model"]["family"] = family
-    values["masking"] = {"strategy": strategy, "max_predictions": 6}
-    if TASKS.get(family).dense:  # arrays, not text
-        values = {"model": {"family": family, "num_layers": 1, "hidden_dim": 16,
-                            "num_classes": 10},
-                  "data": {"name": "digits", "inputs_key": "image", "batch_size": 8,
-                           "eval_batch_size": 8},
-                  "masking": {"strategy": strategy, "rate": 0.3},
-                  "train": TINY["train"], "runtime": TINY["runtime"]}
-        if family == "masked_autoencoder":
-            del values["model"]["num_classes"]
+    values = tiny_config(family, masking={"strategy": strategy, "max_predictions": 6})
+    if TASKS.get(family).dense:  # arrays, not text: digits for both dense families
+        values["data"].update(name="digits", inputs_key="image")
+        values["masking"] = {"strategy": strategy, "rate": 0.3}
     elif family == "classifier":
         values["data"]["name"] = "rotten_tomatoes"
         values["masking"]["rate"] = 0.3

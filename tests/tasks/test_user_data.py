@@ -14,18 +14,12 @@ import yaml
 
 from tests.journeys import one_error_line, train_cli
 from tests.tasks.test_grid import first_batch, unmasked_tokens
+from tests.tiny import tiny_config
 from tfmask.data import features as F
 from tfmask.tasks import build_task
 from tfmask.errors import ConfigError
 from tfmask.tasks import config_from_dict, load_config
 
-TINY = {"model": {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64,
-                  "dropout": 0.0},
-        "data": {"sequence_length": 24, "batch_size": 8, "eval_batch_size": 8,
-                 "vocabulary_size": 1000},
-        "optimizer": {"learning_rate": 3e-3},
-        "train": {"steps": 4, "log_every": 2, "eval_batches": 1},
-        "runtime": {"export": False}}
 FIRST = ["anna", "boris", "chen", "dara", "emil", "femi", "gita", "hugo"]
 LAST = ["berg", "okafor", "lindqvist", "moreau", "tanaka", "silva", "novak", "haddad"]
 CITY = ["paris", "lagos", "uppsala", "lima", "osaka", "quito", "tunis", "oslo"]
@@ -35,10 +29,8 @@ DAY = ["monday", "tuesday", "friday", "sunday"]
 
 
 def write_config(path, **sections):
-    values = {k: dict(v) for k, v in TINY.items()}
-    for section, updates in sections.items():
-        values[section] = {**values.get(section, {}), **updates}
-    path.write_text(yaml.safe_dump(values))
+    """A tiny config (tests/tiny.py) with these sections, as a YAML file."""
+    path.write_text(yaml.safe_dump(tiny_config(**sections)))
     return path
 
 
@@ -135,10 +127,8 @@ def test_entity_masking_on_a_file_without_tags_is_one_line_naming_extra_fields(t
     assert "has no 'words' or 'tags' feature" in one_error_line(err)
 
 
-def test_words_key_config_validation_still_refuses_entity_without_it():
-    values = {**{k: dict(v) for k, v in TINY.items()}, "model": {**TINY["model"],
-              "family": "mlm"}, "masking": {"strategy": "entity"}}
-    values["data"]["name"] = "wnut16"
+def test_words_key_config_validation_still_refuses_entity_without_it(tiny_config):
+    values = tiny_config("mlm", data={"name": "wnut16"}, masking={"strategy": "entity"})
     with pytest.raises(ConfigError, match="set data.words_key"):
         config_from_dict(values)
 
