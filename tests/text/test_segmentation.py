@@ -199,20 +199,19 @@ def test_config_accepts_a_segmenter_and_chinese_terms_that_can_match():
 
 # ------------------------------------------------------------ journey
 @pytest.mark.slow
-def test_cli_trains_chinese_whole_word_mlm_on_segmenter_words(tmp_path, capsys):
+def test_cli_trains_chinese_whole_word_mlm_on_segmenter_words(tmp_path, capsys, tiny_sets):
     """A user trains whole-word MLM on raw Chinese from the command line; the
     run's first training batch masks whole segmenter words."""
     from tfmask.tasks import build_task
     from tfmask.train import cli
     from tfmask.tasks import load_config
 
-    sets = ["model.family=mlm", "model.num_layers=1", "model.num_heads=2",
-            "model.hidden_dim=32", "model.intermediate_dim=64", "data.name=peoples_daily",
-            "data.segmenter=rjieba", "data.sequence_length=32", "data.batch_size=8",
-            "data.eval_batch_size=8", "data.vocabulary_size=3000",
-            "masking.strategy=whole_word", "masking.max_predictions=8", "train.steps=3",
-            "schedule.warmup_steps=0",
-            "train.log_every=3", "train.eval_batches=1", "runtime.export=false"]
+    # 3000 word pieces, not the tiny 1000: Chinese needs one per character it
+    # keeps (fewer would turn the words the test reads into [UNK]s).
+    sets = tiny_sets("mlm", data={"name": "peoples_daily", "segmenter": "rjieba",
+                                  "vocabulary_size": 3000},
+                     masking={"strategy": "whole_word", "max_predictions": 8},
+                     train={"steps": 3, "log_every": 3}, schedule={"warmup_steps": 0})
     args = ["--config", "configs/mlm_chinese_wwm.yaml", "--output_dir", str(tmp_path)]
     for value in sets:
         args += ["--set", value]

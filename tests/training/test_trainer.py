@@ -19,18 +19,18 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
+from tests import tiny
 from tfmask.tasks import config_from_dict
 from tfmask.training.trainer import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_MLM = os.path.join(REPO, "tests", "configs", "tiny_mlm.yaml")
-TINY_ENCODER = {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64,
-                "dropout": 0.0}
-TINY_DATA = {"sequence_length": 32, "batch_size": 8, "eval_batch_size": 16,
-             "vocabulary_size": 1000}
-TINY_TRAIN = {"steps": 40, "log_every": 10, "eval_batches": 3}
-TINY_OPTIMIZER = {"learning_rate": 3e-3}
+# These runs must learn (the loss falls, a classifier beats chance), so they
+# train 40 steps instead of the shared tiny 4 and evaluate 3 batches of 16.
+LEARNING = {"data": {"eval_batch_size": 16},
+            "train": {"steps": 40, "log_every": 10, "eval_batches": 3}}
 
 FAMILIES = {
     "mlm_whole_word": {"model": {"family": "mlm"}, "data": {"name": "austen"},
@@ -54,7 +54,6 @@ FAMILIES = {
                         "masking": {"strategy": "span_corruption"}},
     "causal_lm_packed": {"model": {"family": "causal_lm"}, "data": {"name": "austen", "pack": True},
                          "masking": {"strategy": "none"}},
-    # Dense arrays: no text settings (TINY_DATA is for tokenized text).
     "dense_classifier": {"model": {"family": "dense_classifier", "num_classes": 10},
                          "data": {"name": "digits", "inputs_key": "image", "batch_size": 32},
                          "masking": {"strategy": "dense", "dense_mode": "patch",
@@ -66,17 +65,13 @@ FAMILIES = {
 DENSE = ("dense_classifier", "masked_autoencoder")
 
 
-def tiny_config(family, **overrides):
-    """A tiny config dict of a family, with section-level overrides."""
-    values = copy.deepcopy(FAMILIES[family])
-    values["model"] = {**TINY_ENCODER, **values["model"]}
-    if values["model"]["family"] not in DENSE:
-        values["data"] = {**TINY_DATA, **values["data"]}
-    values["train"] = {**TINY_TRAIN, **values.get("train", {})}
-    values["optimizer"] = dict(TINY_OPTIMIZER)
-    values["runtime"] = {"export": False}
-    for section, updates in overrides.items():
-        values[section] = {**values.get(section, {}), **updates}
+def tiny_config(case, **overrides):
+    """The tiny config (tests/tiny.py) of a case of FAMILIES that learns, with
+    section-level overrides."""
+    values = tiny.tiny_config(FAMILIES[case]["model"]["family"], **LEARNING)
+    for sections in (FAMILIES[case], overrides):
+        for section, updates in sections.items():
+            values[section] = {**values.get(section, {}), **copy.deepcopy(updates)}
     return values
 
 
@@ -101,6 +96,16 @@ def run_cli(*args, env=None, **kwargs):
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
                           **kwargs)
+
+
+def test_the_command_line_tiny_mlm_has_the_shared_tiny_sizes():
+    """tests/configs/tiny_mlm.yaml, the command-line tests' config, is the tiny
+    MLM that learns, as a file (its train section: 30 steps, checkpoints)."""
+    with open(TINY_MLM, encoding="utf-8") as f:
+        values = yaml.safe_load(f)
+    expected = tiny_config("mlm_whole_word")
+    for section in ("model", "data", "optimizer"):
+        assert values[section] == expected[section], section
 
 
 # ------------------------------------------------------------ every family learns
