@@ -171,10 +171,15 @@ class Task(abc.ABC):
         """The config with the family's defaults made explicit: an unset
         `masking.strategy` becomes `default_strategy`; `data.lowercase`
         follows the data (see `resolve_lowercase`)."""
-        if config.masking.strategy is None:
-            config = dataclasses.replace(config, masking=dataclasses.replace(
-                config.masking, strategy=cls.default_strategy))
-        return resolve_lowercase(config, check_data)
+        return resolve_lowercase(cls.with_default_strategy(config), check_data)
+
+    @classmethod
+    def with_default_strategy(cls, config):
+        """An unset `masking.strategy` made the family's `default_strategy`."""
+        if config.masking.strategy is not None:
+            return config
+        return dataclasses.replace(config, masking=dataclasses.replace(
+            config.masking, strategy=cls.default_strategy))
 
     @classmethod
     def normalize_first(cls, config):

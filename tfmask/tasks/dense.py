@@ -77,7 +77,8 @@ class DenseTask(Task):
 
     @classmethod
     def resolve(cls, config, check_data=True):
-        return config  # no tokenizer: data.lowercase stays unset
+        """The default strategy only: no tokenizer, so data.lowercase stays unset."""
+        return cls.with_default_strategy(config)
 
     def __init__(self, config, tokenizer=None, vocabulary_path=None):
         self.config = config
