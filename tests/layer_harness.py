@@ -20,14 +20,15 @@ with tfmask's own checks added:
   6. optionally a compiled training step (keras-hub; off by default: seconds
      of XLA compilation per layer);
   7. in `mixed_float16`, `mixed_bfloat16` and `bfloat16` (per-layer policy,
-     the global policy is never touched) outputs, output specs, weights and
-     sublayers have the policy's dtypes (keras-hub), the output is finite and
-     close to float32 with the same weights.
+     the global policy is never touched) outputs, output specs (where the
+     layer computes its own), weights and sublayers have the policy's dtypes
+     (keras-hub), the output is finite and close to float32 with the same
+     weights.
 
 `run_model_test(model, input_data, tmp_path)` is the same for a whole model
-(keras-hub's `run_model_saving_test` and the serialization test): predict
-(an eager call), `get_config()` round trip, save to `.keras`, load the same
-class with the same weights, predict again == before.
+(keras-hub's `run_model_saving_test`): predict (an eager call), save to
+`.keras`, load the same class with the same config (the `get_config()` /
+`from_config` round trip) and weights, predict again == before.
 
 `KerasHubTestCase` gives the peer suites adapted from keras-hub
 (tests/layers/peers) keras-hub's `self.run_layer_test(...)` API on this
@@ -142,6 +143,11 @@ def run_training_step(layer, input_data, output_data):
 
 def _precision_checks(cls, init_kwargs, input_data, call_kwargs, weights, reference,
                       policies):
+    # The output spec can disagree with the output only where the layer writes
+    # its own; otherwise Keras traces `call` (a second of tracing per policy
+    # for a transformer) and the spec is the output's by construction.
+    own_spec = (cls.compute_output_spec is not keras.Layer.compute_output_spec
+                or cls.compute_output_shape is not keras.Layer.compute_output_shape)
     given_layers = [v for v in init_kwargs.values() if isinstance(v, keras.Layer)]
     given = {id(s) for v in given_layers for s in v._flatten_layers()}
     for name in policies:
@@ -151,10 +157,12 @@ def _precision_checks(cls, init_kwargs, input_data, call_kwargs, weights, refere
         _call(layer, input_data, call_kwargs)
         layer.set_weights(weights)
         output = _call(layer, input_data, call_kwargs)
-        tensors = tree.map_structure(ops.convert_to_tensor, input_data)
-        spec = (layer.compute_output_spec(**tensors, **call_kwargs)
-                if isinstance(tensors, dict)
-                else layer.compute_output_spec(tensors, **call_kwargs))
+        spec = []
+        if own_spec:
+            tensors = tree.map_structure(ops.convert_to_tensor, input_data)
+            spec = (layer.compute_output_spec(**tensors, **call_kwargs)
+                    if isinstance(tensors, dict)
+                    else layer.compute_output_spec(tensors, **call_kwargs))
         for tensor in tree.flatten(output) + tree.flatten(spec):
             if _is_float(tensor.dtype):
                 assert _dtype(tensor) == policy.compute_dtype, (name, tensor.dtype)
@@ -289,7 +297,7 @@ def run_model_test(model, input_data, tmp_path, *, expected_output_shape=None,
     if not isinstance(model, keras.Model):
         model = model()
     # Eager calls, as keras-hub's run_model_saving_test: `predict` would trace
-    # each model twice (about a second each) for what the trainer tests cover.
+    # each model twice for the graph path that the trainer tests run.
     expected = tree.map_structure(ops.convert_to_numpy, model(input_data))
     if expected_output_shape is not None:
         shapes = tree.map_structure(lambda x: tuple(x.shape), expected)
@@ -297,10 +305,9 @@ def run_model_test(model, input_data, tmp_path, *, expected_output_shape=None,
     for leaf in tree.flatten(expected):
         assert not _is_float(leaf.dtype) or np.all(np.isfinite(leaf))
 
-    config = model.get_config()
-    cfg_json = json.dumps(config, sort_keys=True)
-    assert json.dumps(type(model).from_config(config).get_config(), sort_keys=True) == cfg_json
-
+    # Loading rebuilds the model with from_config(get_config()): the restored
+    # config is the round trip.
+    cfg_json = json.dumps(model.get_config(), sort_keys=True)
     path = str(tmp_path / f"{type(model).__name__}.keras")
     model.save(path)
     restored = keras.models.load_model(path)
