@@ -424,14 +424,20 @@ def build_tokenizer(config, vocabulary_keys):
 
 
 def _texts(config, keys):
+    """The training split's texts under `keys`, document by document. Read
+    in batches of the wanted features only: one document per iterator step
+    cost ~0.5 ms each, seconds per run on a 10k-document split."""
     documents = load_documents(config, config.data.train_split)
-    for example in documents.take(VOCABULARY_TRAINING_DOCUMENTS).as_numpy_iterator():
-        for key in keys:
-            value = example[key]
-            if isinstance(value, bytes):
-                yield value.decode("utf-8")
-            else:  # pre-segmented words
-                yield " ".join(w.decode("utf-8") for w in value)
+    documents = documents.take(VOCABULARY_TRAINING_DOCUMENTS).map(
+        lambda document: {key: document[key] for key in keys})
+    for batch in documents.ragged_batch(1024).as_numpy_iterator():
+        for row in range(len(batch[keys[0]])):
+            for key in keys:
+                value = batch[key][row]
+                if isinstance(value, bytes):
+                    yield value.decode("utf-8")
+                else:  # pre-segmented words
+                    yield " ".join(w.decode("utf-8") for w in value)
 
 
 def load_documents(config, split):
