@@ -3,7 +3,6 @@
 import hashlib
 import os
 
-import keras_hub
 import tensorflow as tf
 
 from tfmask.text.special_tokens import SpecialTokens
@@ -71,7 +70,10 @@ def train_wordpiece_vocabulary(
     path = os.path.join(cache_dir, f"wordpiece-{vocabulary_size}-{key}.txt")
     if os.path.exists(path):
         return path
-    vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
+    # Imported here: keras-hub costs ~1.5 s at start-up and only training needs it.
+    from keras_hub.tokenizers import compute_word_piece_vocabulary
+
+    vocabulary = compute_word_piece_vocabulary(
         tf.data.Dataset.from_tensor_slices(texts),
         vocabulary_size,
         lowercase=lowercase,
