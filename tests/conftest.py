@@ -33,10 +33,32 @@ def tiny_sets():
     return tiny_sets
 
 
+# The tiers (README, "Tests"): a test is a journey or needs the network by
+# its own marker; otherwise it is an integration test when it lives in one of
+# these files or carries the marker, and a unit test when not. The default run
+# (the README's command) is unit + integration.
+INTEGRATION_FILES = ("tests/tasks/", "tests/training/test_trainer.py",
+                     "tests/training/test_run_safety.py", "tests/test_serving.py")
+TIERS = ("journey", "network", "integration")
+
+
+def _tier(item):
+    for tier in TIERS:
+        if item.get_closest_marker(tier) is not None:
+            return tier
+    path = item.nodeid.split("::")[0]
+    return "integration" if path.startswith(INTEGRATION_FILES) else "unit"
+
+
 def pytest_collection_modifyitems(config, items):
-    """`@pytest.mark.tensorflow_only("why")` tests need TensorFlow itself
+    """Every test gets its tier's marker (`-m unit` selects the unit tier).
+    `@pytest.mark.tensorflow_only("why")` tests need TensorFlow itself
     (tf.function, GradientTape, tf.train.Checkpoint, dynamic shapes); on
     another Keras backend (KERAS_BACKEND=jax) they are skipped with that reason."""
+    for item in items:
+        tier = _tier(item)
+        if item.get_closest_marker(tier) is None:
+            item.add_marker(getattr(pytest.mark, tier))
     if keras.backend.backend() == "tensorflow":
         return
     for item in items:

@@ -126,7 +126,7 @@ def as_run(command):
     return [sys.executable] + argv[1:]
 
 
-@pytest.mark.slow
+@pytest.mark.journey
 def test_every_documented_command_runs(tmp_path):
     commands = documented_commands()
     assert len(commands) >= 25, commands  # the pages were found and parsed

@@ -88,6 +88,7 @@ def runs(tmp_path_factory):
     return get
 
 
+@pytest.mark.journey
 def test_classifier_serves_raw_text_with_the_runs_term_masking(runs):
     texts = TEXTS["classifier"]
     output = served(runs("classifier"), texts)
@@ -103,6 +104,7 @@ def test_classifier_serves_raw_text_with_the_runs_term_masking(runs):
     assert predicted(runs("classifier"), texts) == expected
 
 
+@pytest.mark.journey
 def test_mlm_serves_fill_mask_like_predict(runs):
     texts = TEXTS["mlm"]
     output = served(runs("mlm"), texts)
@@ -119,7 +121,7 @@ def test_mlm_serves_fill_mask_like_predict(runs):
     assert predicted(runs("mlm"), texts) == lines
 
 
-@pytest.mark.slow
+@pytest.mark.journey
 @pytest.mark.parametrize("family", ["causal_lm", "seq2seq_transformer", "seq2seq_lstm"])
 def test_generative_families_serve_the_generated_text(runs, family):
     texts = TEXTS[family]

@@ -131,11 +131,8 @@ def test_families_of_the_training_tests_cover_every_registered_family():
     assert {values["model"]["family"] for values in FAMILIES.values()} == set(TASKS.names())
 
 
-# The entity config is the one that carried a string; the other families
-# run with the slow journeys (each builds its pipeline, ~5 s).
-@pytest.mark.parametrize("family", ["mlm_entity_wnut16", "classifier"] + [
-    pytest.param(name, marks=pytest.mark.slow) for name in sorted(FAMILIES)
-    if name != "classifier"])
+# The entity config is the one that carried a string; every family is checked.
+@pytest.mark.parametrize("family", ["mlm_entity_wnut16"] + sorted(FAMILIES))
 def test_string_features_never_travel_to_the_device(family):
     """Raw texts and names stay on the host: a string tensor in a training
     or evaluation batch would be copied to the GPU/TPU every step (or fail)."""

@@ -49,7 +49,7 @@ def write_conll(path, sentences, seed):
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.slow
+@pytest.mark.journey
 def test_a_conll_file_trains_an_entity_masking_mlm_that_masks_exactly_the_entities(
         tmp_path, capsys):
     write_conll(tmp_path / "train.conll", 400, seed=0)  # every name frequent enough for

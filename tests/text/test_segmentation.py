@@ -198,7 +198,7 @@ def test_config_accepts_a_segmenter_and_chinese_terms_that_can_match():
 
 
 # ------------------------------------------------------------ journey
-@pytest.mark.slow
+@pytest.mark.journey
 def test_cli_trains_chinese_whole_word_mlm_on_segmenter_words(tmp_path, capsys, tiny_sets):
     """A user trains whole-word MLM on raw Chinese from the command line; the
     run's first training batch masks whole segmenter words."""

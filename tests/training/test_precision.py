@@ -44,6 +44,7 @@ def _runtime_records(run):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.integration
 def test_a_resume_with_jit_compile_changed_under_auto_is_not_refused(
         capsys, tmp_path, monkeypatch):
     """runtime.jit_compile may change on resume; under `precision: auto` on a
@@ -52,7 +53,9 @@ def test_a_resume_with_jit_compile_changed_under_auto_is_not_refused(
     resume goes on, and runtime.jsonl records what each start used."""
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(BF16_CPU))
     run = tmp_path / "run"
-    sets = ("runtime.precision=auto", "runtime.export=false", "runtime.checkpoint_every=2")
+    # One XLA compilation per function (no token buckets) keeps the test short.
+    sets = ("runtime.precision=auto", "runtime.export=false", "runtime.checkpoint_every=2",
+            "model.padding_free=false")
     code, _, err = train_cli(capsys, TINY_MLM, run, *sets, "train.steps=2")
     assert code == 0, err
     code, out, err = train_cli(capsys, TINY_MLM, run, *sets, "train.steps=4",
@@ -68,6 +71,7 @@ def test_a_resume_with_jit_compile_changed_under_auto_is_not_refused(
     assert "XLA:CPU" in second["reason"]
 
 
+@pytest.mark.integration
 def test_a_precision_set_by_hand_is_still_compared_on_resume(capsys, tmp_path):
     run = tmp_path / "run"
     sets = ("runtime.export=false", "runtime.checkpoint_every=2")

@@ -194,6 +194,7 @@ def test_6_an_export_that_fails_midway_leaves_the_previous_one(tmp_path, monkeyp
 
 
 # ------------------------------------------------------------ 7. SIGTERM saves the work
+@pytest.mark.journey
 def test_7_sigterm_saves_a_checkpoint_and_the_run_resumes_cleanly(tmp_path):
     args = [sys.executable, "-m", "tfmask.train", "--config", TINY_MLM, "--output_dir",
             str(tmp_path), "--set", "train.steps=100000", "--set", "runtime.checkpoint_every=0",
@@ -357,6 +358,7 @@ def test_9_fill_mask_edges_and_a_run_whose_data_moved(tmp_path):
     assert np.isfinite(float(line.split(", ")[0].split(" ")[-1]))
 
 
+@pytest.mark.journey
 @pytest.mark.parametrize("args,message", [
     (["--confg", "x.yaml"], "Unknown command line flag 'confg'"),
     (["--config", TINY_MLM, "extra"], "unexpected arguments ['extra']"),

@@ -192,6 +192,7 @@ def _train_cli(output_dir, *sets):
             str(output_dir), "--set", "runtime.export=false", *sum((["--set", s] for s in sets), [])]
 
 
+@pytest.mark.journey
 def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path):
     # Dropout on: its seed state must be checkpointed too.
     sets = ("train.steps=60", "runtime.checkpoint_every=5", "model.dropout=0.1", "train.log_every=5")
@@ -246,6 +247,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
+@pytest.mark.journey
 def test_mirrored_on_two_cpu_devices_matches_default(tmp_path):
     # A clip norm this low clips every step: the global gradient (summed over
     # replicas) must be what is clipped, not each replica's half.
@@ -267,7 +269,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
+@pytest.mark.journey
 def test_multi_worker_with_two_local_processes_completes(tmp_path):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -291,6 +293,7 @@ def test_multi_worker_with_two_local_processes_completes(tmp_path):
 
 
 # ------------------------------------------------------------ the command lines
+@pytest.mark.journey
 @pytest.mark.parametrize("args,message", [
     (["--set", "model.num_layer=2"], "error: Unknown key model.num_layer; did you mean "
                                      "model.num_layers?"),
@@ -309,6 +312,7 @@ def test_train_cli_reports_a_bad_config_in_one_line(args, message, tmp_path):
     assert not os.listdir(tmp_path)  # no work started
 
 
+@pytest.mark.journey
 def test_train_predict_and_inspect_command_lines(tmp_path):
     run = tmp_path / "run"
     completed = run_cli("-m", "tfmask.train", "--config", TINY_MLM, "--output_dir", str(run),
