@@ -162,6 +162,11 @@ class WordPieceTokenizer:
             )
         return [self._index[n] for n in names]
 
+    # Not converted by AutoGraph (here and in `tokenize_words`): their Python
+    # branches are on Python values, and converting tensorflow-text's own
+    # functions beneath them cost ~2 s every time a process first traces a
+    # pipeline, an evaluation or an export.
+    @tf.autograph.experimental.do_not_convert
     def tokenize(self, texts, segment=True):
         """Strings [B] -> dict of ragged `token_ids`, `word_ids`, `words` [B, None].
 
@@ -181,6 +186,7 @@ class WordPieceTokenizer:
         token_ids, word_ids = _pieces_and_word_ids(pieces, word_of_unit)
         return {"token_ids": token_ids, "word_ids": word_ids, "words": words}
 
+    @tf.autograph.experimental.do_not_convert
     def tokenize_words(self, words):
         """Pre-segmented words, ragged [B, W] strings -> same dict as `tokenize`.
 
