@@ -18,7 +18,8 @@ from tfmask.models import (
 )
 from tfmask.tasks import TASKS
 
-# Two layers: the cache and generation tests below check every layer's cache.
+# Two layers for the cache and generation tests (every layer's cache is
+# checked); one for the others.
 SMALL = dict(vocabulary_size=40, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
              max_length=16, dropout=0.0)
 TINY = {**SMALL, "vocabulary_size": 20, "num_layers": 1}
@@ -90,14 +91,14 @@ def test_each_family_predicts_saves_loads_and_predicts_the_same(family, tmp_path
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_classifier_padding_invariance(pooling):
-    model = ClassifierModel(num_classes=3, pooling=pooling, **SMALL)
+    model = ClassifierModel(num_classes=3, pooling=pooling, **TINY)
     padded = model(encoded(SOURCE)).numpy()
     trimmed = model(encoded(SOURCE[1:, :4])).numpy()
     np.testing.assert_allclose(padded[1:], trimmed, atol=1e-5)
 
 
 def test_causal_lm_packed_rows_equal_separate_documents():
-    model = CausalLMModel(**SMALL, packed=True)
+    model = CausalLMModel(**TINY, packed=True)
     doc_a, doc_b = [5, 6, 7], [8, 9, 10, 11]
     packed = model({**encoded([doc_a + doc_b + [0]]),
                     "segment_ids": np.array([[1, 1, 1, 2, 2, 2, 2, 0]]),
@@ -156,7 +157,7 @@ def test_seq2seq_greedy_generation_equals_full_passes(cls, kwargs):
 
 
 @pytest.mark.parametrize("cls,kwargs", [
-    (Seq2SeqTransformerModel, SMALL),
+    (Seq2SeqTransformerModel, TINY),
     (Seq2SeqLSTMModel, dict(vocabulary_size=40, embedding_dim=8, units=8, dropout=0.0)),
 ])
 def test_seq2seq_source_padding_invariance(cls, kwargs):
@@ -168,7 +169,7 @@ def test_seq2seq_source_padding_invariance(cls, kwargs):
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_models_in_mixed_precision_give_finite_float32_logits(policy):
-    model = MaskedLMModel(**SMALL, dtype=policy)
+    model = MaskedLMModel(**TINY, dtype=policy)
     logits = model({**encoded(SOURCE), "mask_positions": np.zeros((2, 2), "int32")})
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
     assert np.all(np.isfinite(np.asarray(logits)))
@@ -268,10 +269,10 @@ def test_seq2seq_generation_projects_the_encoder_once(sampler, monkeypatch):
 def test_padding_free_models_equal_padded_models(family):
     inputs = encoded(SOURCE)
     if family == "mlm":
-        build = lambda **kw: MaskedLMModel(**SMALL, max_predictions=3, **kw)  # noqa: E731
+        build = lambda **kw: MaskedLMModel(**TINY, max_predictions=3, **kw)  # noqa: E731
         inputs["mask_positions"] = np.array([[1, 2, 0], [0, 1, 2]], "int32")
     else:
-        build = lambda **kw: ClassifierModel(num_classes=2, pooling="mean", **SMALL, **kw)  # noqa: E731
+        build = lambda **kw: ClassifierModel(num_classes=2, pooling="mean", **TINY, **kw)  # noqa: E731
     padded, free = build(), build(padding_free=True)
     free.set_weights(padded.get_weights())
     np.testing.assert_allclose(free(inputs), padded(inputs), atol=1e-5)
