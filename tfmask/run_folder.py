@@ -87,6 +87,14 @@ def _flatten(values, prefix=""):
     return flat
 
 
+def _resolved_before(key, old, new):
+    """A run folder written before `precision: auto` stayed `auto` in
+    config.yaml holds what `auto` resolved to then; resuming it with `auto`
+    is the same setting, resolved anew at this start."""
+    return key == "runtime.precision" and new == "auto" and old in (
+        "float32", "mixed_float16", "mixed_bfloat16")
+
+
 def _alive(pid):
     try:
         os.kill(pid, 0)
@@ -253,7 +261,8 @@ class RunFolder:
         current = _flatten(asdict(config))
         changed = {key: (saved.get(key), value) for key, value in current.items()
                    if saved.get(key) != value}
-        refused = {k: v for k, v in changed.items() if k not in HARMLESS}
+        refused = {k: v for k, v in changed.items()
+                   if k not in HARMLESS and not _resolved_before(k, *v)}
         if refused:
             shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(refused.items()))
             raise ConfigError(

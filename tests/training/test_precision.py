@@ -9,6 +9,7 @@ import yaml
 
 from tests.journeys import one_error_line, train_cli
 from tests.training.test_trainer import TINY_MLM
+from tfmask.errors import ConfigError
 from tfmask.tasks import config_from_dict
 from tfmask.training import precision
 from tfmask.training.precision import choose_precision
@@ -80,3 +81,25 @@ def test_a_precision_set_by_hand_is_still_compared_on_resume(capsys, tmp_path):
                              "runtime.precision=mixed_bfloat16")
     assert code == 2
     assert "runtime.precision 'float32' -> 'mixed_bfloat16'" in one_error_line(err)
+
+
+def test_a_run_folder_that_recorded_what_auto_resolved_to_resumes_with_auto(tmp_path):
+    """Folders written before `auto` stayed `auto` hold the resolved policy;
+    resuming one with `auto` is not a change of setting (it is recorded)."""
+    from tfmask.run_folder import RunFolder
+
+    values = {"model": {"family": "mlm"}, "data": {"name": "austen"}}
+    folder = RunFolder(str(tmp_path))
+    folder.save_config(config_from_dict(
+        {**values, "runtime": {"precision": "mixed_bfloat16"}}, check_data=False))
+    auto = config_from_dict({**values, "runtime": {"precision": "auto"}}, check_data=False)
+    assert folder.check_config(auto, resuming=True) == {
+        "runtime.precision": ("mixed_bfloat16", "auto")}
+    with open(tmp_path / "config_history.jsonl", encoding="utf-8") as f:
+        assert json.loads(f.readline())["changes"] == {
+            "runtime.precision": ["mixed_bfloat16", "auto"]}
+    float16 = config_from_dict({**values, "runtime": {"precision": "mixed_float16"}},
+                               check_data=False)
+    with pytest.raises(ConfigError, match="runtime.precision 'mixed_bfloat16' -> "
+                                          "'mixed_float16'"):
+        folder.check_config(float16, resuming=True)
