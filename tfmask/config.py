@@ -41,7 +41,7 @@ from typing import Optional
 import yaml
 
 from tfmask.errors import ConfigError  # noqa: F401  (part of this module's interface)
-from tfmask.run_folder import EXPORTED_MODEL
+from tfmask.run_folder import RunFolder
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 DISTRIBUTION = ("default", "mirrored", "multi_worker", "tpu")
@@ -350,8 +350,8 @@ def check_settings(config, check_data=True):
     if not 0 <= model.dropout < 1:
         raise ConfigError(f"model.dropout={model.dropout} must be in [0, 1): 1 drops everything.")
     if check_data and model.pretrained and model.pretrained != "minilm" and not any(
-            os.path.isfile(os.path.join(model.pretrained, name))
-            for name in ("config.json", EXPORTED_MODEL)):
+            (os.path.isfile(os.path.join(model.pretrained, "config.json")),
+             RunFolder(model.pretrained).is_run())):
         raise ConfigError(f"model.pretrained={model.pretrained!r} is neither minilm, a folder "
                           "with a Hugging Face BERT config.json, nor a tfmask run with "
                           "export/model.keras; fix the path.")

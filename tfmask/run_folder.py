@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import time
+from dataclasses import asdict
 
 import yaml
 
@@ -40,7 +41,6 @@ METRICS = "metrics.jsonl"
 LOGS = "logs"
 CHECKPOINTS = "checkpoints"
 EXPORT = "export"
-EXPORTED_MODEL = os.path.join(EXPORT, "model.keras")  # relative: marks a folder as a run
 # Keys a resumed run may change: they decide how long and how visibly it
 # trains, not what it trains. Every other key shapes the model, the data or
 # the trajectory, and a change is refused.
@@ -174,9 +174,8 @@ class RunFolder:
     def save_config(self, config):
         """Writes the config (every default made explicit) as YAML,
         atomically: a crash leaves the old file or the new one, never half."""
-        from dataclasses import asdict
-
-        atomic_write_text(self.config_file, yaml.safe_dump(asdict(config), sort_keys=False))
+        atomic_write_text(self.config_file,
+                          yaml.safe_dump(asdict(config), sort_keys=False))
 
     def record_runtime(self, record):
         """Appends what this start resolved on its machine to runtime.jsonl."""
@@ -251,8 +250,6 @@ class RunFolder:
         made explicit), never what this machine resolved: `precision: auto`
         stays `auto` here, so a harmless key such as runtime.jit_compile
         cannot turn into a refused precision change."""
-        from dataclasses import asdict
-
         path = self.config_file
         if not (resuming and os.path.exists(path)):
             self.save_config(config)
