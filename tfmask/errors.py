@@ -14,12 +14,14 @@ class TrainingDiverged(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    """SIGTERM or SIGINT: a checkpoint was saved at the step boundary."""
+    """SIGTERM or SIGINT: a checkpoint of `step` is saved; `during` names
+    the stage that was stopped (the evaluation, the export), if not training."""
 
-    def __init__(self, signal_number, step):
+    def __init__(self, signal_number, step, during=None):
         import signal
 
         self.signal_number = signal_number
         self.step = step
-        super().__init__(f"stopped by {signal.Signals(signal_number).name} at step {step}; "
+        where = f" during the {during}" if during else ""
+        super().__init__(f"stopped by {signal.Signals(signal_number).name} at step {step}{where}; "
                          "a checkpoint was saved: rerun the same command to resume.")

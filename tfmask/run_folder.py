@@ -7,13 +7,13 @@ compatible config.
       runtime.jsonl          what each start resolved on its machine (precision `auto`, ...)
       checkpoints/           tf.train checkpoints (tmp_<worker>_<i>/ for non-chief workers)
       metrics.jsonl, logs/   training and evaluation records, TensorBoard
-      export/                model.keras, vocab.txt, saved_model/
-      .lock                  pid and host of the process using the folder
+      export/                model.keras, vocab.txt, saved_model/, export.json (its step)
+      .lock                  the kernel lock (flock) of the process using the folder
 
 Every path inside a run folder is named here and nowhere else:
 
     folder = RunFolder("runs/rt")
-    folder.acquire()                 # .lock with pid and host; stale locks taken over
+    folder.acquire()                 # flock on .lock; refused while another process holds it
     folder.check_config(config, resuming=True)   # refuse shape changes, log the rest
     folder.export.model                           # runs/rt/export/model.keras
     folder.release()
@@ -22,8 +22,10 @@ Files are written atomically (temporary name, fsync, rename): a run killed at
 any moment leaves the previous `config.yaml` or `export/`, never half of one.
 """
 
+import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -76,6 +78,28 @@ def replace_folder(temporary, path):
         shutil.rmtree(old, ignore_errors=True)
 
 
+def config_text(config):
+    """What config.yaml holds for `config` (checkpoints carry the same text)."""
+    return yaml.safe_dump(asdict(config), sort_keys=False)
+
+
+def parse_saved_config(text, where):
+    """A saved run config (config.yaml, or the copy in a checkpoint) as a dict."""
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = " ".join(str(error).split())
+        raise ConfigError(f"{where} is not valid YAML ({problem}); fix it, or delete it: the "
+                          "checkpoints carry the config it must match.") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+        raise ConfigError(f"{where} is not a run config (a mapping of sections such as model: "
+                          "and data:); fix it, or delete it: the checkpoints carry the config "
+                          "it must match.")
+    return values
+
+
 def _flatten(values, prefix=""):
     flat = {}
     for key, value in values.items():
@@ -95,16 +119,6 @@ def _resolved_before(key, old, new):
         "float32", "mixed_float16", "mixed_bfloat16")
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
 class ExportFolder:
     """A run's `export/`, or the temporary folder written to replace it."""
 
@@ -122,6 +136,24 @@ class ExportFolder:
     @property
     def saved_model(self):
         return os.path.join(self.path, "saved_model")
+
+    @property
+    def record(self):
+        """`export.json`: the training step the export was made from."""
+        return os.path.join(self.path, "export.json")
+
+    def write_record(self, step):
+        atomic_write_text(self.record, json.dumps(
+            {"step": int(step), "time": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+
+    def step(self):
+        """The step this export was made from; None when there is no export,
+        or it predates export.json (its step is unknown)."""
+        try:
+            with open(self.record, encoding="utf-8") as f:
+                return int(json.load(f)["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
 
 class RunFolder:
@@ -165,17 +197,18 @@ class RunFolder:
         return os.path.isfile(self.export.model)
 
     def saved_config_values(self):
-        """config.yaml as plain nested dicts, or None when there is none."""
+        """config.yaml as plain nested dicts, or None when there is none; a
+        file that is not a YAML mapping is one line naming it."""
         if not os.path.isfile(self.config_file):
             return None
         with open(self.config_file, encoding="utf-8") as f:
-            return yaml.safe_load(f) or {}
+            text = f.read()
+        return parse_saved_config(text, self.config_file)
 
     def save_config(self, config):
         """Writes the config (every default made explicit) as YAML,
         atomically: a crash leaves the old file or the new one, never half."""
-        atomic_write_text(self.config_file,
-                          yaml.safe_dump(asdict(config), sort_keys=False))
+        atomic_write_text(self.config_file, config_text(config))
 
     def record_runtime(self, record):
         """Appends what this start resolved on its machine to runtime.jsonl."""
@@ -198,32 +231,45 @@ class RunFolder:
 
     # ------------------------------------------------------------ lock
     def acquire(self):
-        """Takes the folder's lock, or refuses in one line if a live process holds it."""
+        """Takes the folder's lock, or refuses in one line if another process holds it.
+
+        The lock is the kernel's (`fcntl.flock` on `.lock`): it is atomic, and
+        it is released when its process dies, however it dies, so no pid or
+        host has to be guessed at. The pid and host written into the file only
+        name the holder in the error line."""
         self.create()
-        host, path = socket.gethostname(), self._file(LOCK)
-        for _ in range(2):
+        path = self._file(LOCK)
+        for _ in range(100):  # retried only while another process swaps the file
+            descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                owner = self._owner()
-                if owner and owner.get("host") == host and _alive(owner.get("pid", -1)) \
-                        and owner.get("pid") != os.getpid():
-                    raise RunError(
-                        f"{self.path} is in use by process {owner['pid']} on {host} (since "
-                        f"{owner.get('started', '?')}); wait for it, stop it, or pick another "
-                        "--output_dir.") from None
-                if owner and owner.get("host") not in (None, host):
-                    raise RunError(
-                        f"{self.path} is locked by process {owner.get('pid')} on host "
-                        f"{owner['host']}; if that run is dead, delete {path}.") from None
-                os.remove(path)  # stale: its process is gone
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(descriptor)
+                raise RunError(self._in_use_line(path)) from None
+            # The holder before us may have removed the file after we opened
+            # it: a lock on a removed file guards nothing; take the new one.
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(descriptor).st_ino:
+                os.close(descriptor)
                 continue
-            with os.fdopen(descriptor, "w") as f:
-                json.dump({"pid": os.getpid(), "host": host,
-                           "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
-            self.locked = True
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, json.dumps({
+                "pid": os.getpid(), "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+            self._descriptor, self.locked = descriptor, True
             return
-        raise RunError(f"could not take the lock {path}; delete it if no run uses the folder.")
+        raise RunError(f"could not take the lock {path}; another process keeps replacing it.")
+
+    def _in_use_line(self, path):
+        owner = self._owner() or {}
+        who = f"process {owner.get('pid', '?')} on {owner.get('host', '?')}"
+        return (f"{self.path} is in use by {who} (since {owner.get('started', '?')}); wait for "
+                "it, stop it, or pick another --output_dir. The kernel holds this lock for a "
+                f"live process: if that pid is not a tfmask run, `fuser -v {path}` names the "
+                "process holding it (deleting the file does not free it).")
 
     def _owner(self):
         try:
@@ -233,15 +279,17 @@ class RunFolder:
             return None
 
     def release(self):
+        """Removes `.lock` while still holding it, then lets go."""
         if self.locked:
             try:
                 os.remove(self._file(LOCK))
             except OSError:
                 pass
+            os.close(self._descriptor)
             self.locked = False
 
     # ------------------------------------------------------------ config
-    def check_config(self, config, resuming):
+    def check_config(self, config, resuming, checkpoint_config=None):
         """Before anything is written: a resumed run must keep every key that
         shapes the model, data or trajectory; harmless changes are appended
         to config_history.jsonl. A new run writes config.yaml.
@@ -249,12 +297,21 @@ class RunFolder:
         What is compared is what the user set (with the family's defaults
         made explicit), never what this machine resolved: `precision: auto`
         stays `auto` here, so a harmless key such as runtime.jit_compile
-        cannot turn into a refused precision change."""
-        path = self.config_file
-        if not (resuming and os.path.exists(path)):
+        cannot turn into a refused precision change. `checkpoint_config()`
+        returns the config text the newest checkpoint carries (or None): it
+        stands in for a deleted config.yaml, which is then written back."""
+        if not resuming:
             self.save_config(config)
             return {}
-        saved = _flatten(self.saved_config_values())
+        saved, recovered = self.saved_config_values(), None
+        if saved is None:
+            recovered = checkpoint_config() if checkpoint_config else None
+            if recovered is None:
+                raise ConfigError(
+                    f"{self.path} holds checkpoints but no config.yaml to check this run "
+                    "against; put the run's config.yaml back, or pick another --output_dir.")
+            saved = parse_saved_config(recovered, f"the config in {self.checkpoints_dir()}")
+        saved = _flatten(saved)
         current = _flatten(asdict(config))
         changed = {key: (saved.get(key), value) for key, value in current.items()
                    if saved.get(key) != value}
@@ -265,6 +322,8 @@ class RunFolder:
             raise ConfigError(
                 f"{self.path} holds a run trained with other settings ({shown}); resume with "
                 "the saved values or pick another --output_dir.")
+        if recovered is not None:
+            atomic_write_text(self.config_file, recovered)
         if changed:
             record = {"time": time.strftime("%Y-%m-%d %H:%M:%S"),
                       "changes": {k: [old, new] for k, (old, new) in sorted(changed.items())}}
@@ -272,33 +331,61 @@ class RunFolder:
                 f.write(json.dumps(record) + "\n")
         return changed
 
-    # ------------------------------------------------------------ leftovers
-    def clean_temporary_checkpoints(self):
-        """Removes half-written checkpoints (`*_temp*`) a killed save left."""
+    # ------------------------------------------------------------ checkpoints
+    def checkpoint_steps(self):
+        """The steps of the chief's checkpoints, newest first, found by their
+        index files: the `checkpoint` state file can be damaged or behind."""
         folder = self.checkpoints_dir()
-        if not os.path.isdir(folder):
-            return []
-        stale = [name for name in os.listdir(folder) if "_temp" in name]
-        for name in stale:
-            target = os.path.join(folder, name)
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        steps = [re.fullmatch(r"ckpt-(\d+)\.index", name) for name in names]
+        return sorted((int(match.group(1)) for match in steps if match), reverse=True)
+
+    def checkpoint_path(self, step):
+        """The prefix of the chief's checkpoint of `step` (what tf.train reads)."""
+        return os.path.join(self.checkpoints_dir(), f"ckpt-{step}")
+
+    # ------------------------------------------------------------ leftovers
+    def clean_leftovers(self):
+        """Removes what a killed process left half-written: checkpoint saves
+        (`checkpoints/*_temp*`), staged or replaced exports (`export.tmp-*`,
+        `export.old-*`) and atomic-write temporaries. Called under the lock,
+        so nothing else is writing them. Returns the removed names."""
+        leftovers = []
+        checkpoints = self.checkpoints_dir()
+        if os.path.isdir(checkpoints):
+            leftovers += [os.path.join(checkpoints, name) for name in os.listdir(checkpoints)
+                          if "_temp" in name]
+        export = os.path.basename(self.export.path)
+        leftovers += [self._file(name) for name in os.listdir(self.path)
+                      if name.startswith((f"{export}.tmp-", f"{export}.old-"))
+                      or (name.startswith(".") and ".tmp-" in name)]
+        for target in leftovers:
             if os.path.isdir(target):
                 shutil.rmtree(target, ignore_errors=True)
             else:
                 os.remove(target)
-        return stale
+        return [os.path.relpath(target, self.path) for target in leftovers]
+
+    def final_row_logged(self, step):
+        """Whether metrics.jsonl holds the final evaluation of `step`."""
+        return any(record.get("step") == step and "train_steps" in record
+                   for record in self._metric_records())
+
+    def _metric_records(self):
+        if not os.path.exists(self.metrics_file):
+            return []
+        records = []
+        with open(self.metrics_file, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue  # a line cut by a crash
+        return records
 
     def truncate_metrics(self, step):
-        """Drops metrics.jsonl records after `step` (they are about to be redone)."""
-        path = self.metrics_file
-        if not os.path.exists(path):
-            return
-        with open(path, encoding="utf-8") as f:
-            lines = [line for line in f if line.strip()]
-        kept = []
-        for line in lines:
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except ValueError:
-                continue  # a line cut by a crash
-        atomic_write_text(path, "".join(kept))
+        """Drops metrics.jsonl records after `step` (they are about to be
+        redone) and lines a crash cut."""
+        if os.path.exists(self.metrics_file):
+            kept = [record for record in self._metric_records() if record.get("step", 0) <= step]
+            atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))

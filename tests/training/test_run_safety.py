@@ -122,19 +122,37 @@ def test_3_every_numeric_setting_is_checked(section, key, value, message):
 
 
 # ------------------------------------------------------------ 4. one process per run folder
+HOLD_LOCK = """
+import fcntl, json, os, socket, sys, time
+descriptor = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+os.write(descriptor, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": "now"}).encode())
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
 def test_4_a_second_run_in_the_same_folder_is_refused(capsys, tmp_path):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    """The kernel's lock decides, not the pid in the file: a live holder
+    refuses the run; a file naming a live but unrelated process does not."""
+    tmp_path.mkdir(exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
     try:
-        tmp_path.mkdir(exist_ok=True)
-        (tmp_path / ".lock").write_text(json.dumps(
-            {"pid": sleeper.pid, "host": socket.gethostname(), "started": "now"}))
+        assert holder.stdout.readline().strip() == "held"
         code, _, err = train(capsys, tmp_path, "train.steps=2")
-        assert code == 2 and f"in use by process {sleeper.pid}" in one_error_line(err)
+        line = one_error_line(err)
+        assert code == 2 and f"in use by process {holder.pid}" in line and "fuser" in line
         assert not (tmp_path / "metrics.jsonl").exists()
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    # Its owner is gone: the stale lock is taken over, and released at the end.
+        holder.kill()
+        holder.wait()
+    # The file survives its holder, naming a pid that may be reused by an
+    # unrelated live process (this one): nobody holds the kernel lock, so the
+    # run goes on, and releases it at the end.
+    (tmp_path / ".lock").write_text(json.dumps(
+        {"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
     code, _, err = train(capsys, tmp_path, "train.steps=2", "runtime.export=false")
     assert code == 0, err
     assert not (tmp_path / ".lock").exists()

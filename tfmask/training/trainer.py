@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 
@@ -40,8 +41,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfmask.data import features as F
-from tfmask.errors import Interrupted, TrainingDiverged
-from tfmask.run_folder import ExportFolder, RunFolder, replace_folder
+from tfmask.errors import Interrupted, RunError, TrainingDiverged
+from tfmask.run_folder import ExportFolder, RunFolder, config_text, replace_folder
 from tfmask.serving import export_serving
 from tfmask.tasks import build_task
 from tfmask.training.precision import precision_warning, resolve_precision
@@ -96,13 +97,15 @@ class Trainer:
         # The folder first: a locked folder or a refused resume costs no work.
         self.folder = folder = RunFolder(output_dir)
         if self.chief:
-            self.folder.acquire()
+            folder.acquire()
             try:
-                resuming = tf.train.latest_checkpoint(self._checkpoint_dir()) is not None
-                self.folder.check_config(config, resuming)  # before anything is written
+                # Resuming is decided by the checkpoint files themselves, never
+                # by the `checkpoint` state file, which a crash can damage.
+                folder.check_config(config, resuming=bool(folder.checkpoint_steps()),
+                                    checkpoint_config=lambda: _config_in_checkpoints(folder))
                 self.task = build_task(config)
             except BaseException:
-                self.folder.release()
+                folder.release()
                 raise
         else:
             os.makedirs(output_dir, exist_ok=True)
@@ -121,9 +124,14 @@ class Trainer:
             model_variables=list(self.model.variables),
             optimizer_variables=list(self.optimizer.variables),
             step=self.step,
+            # What the resume guard compares against when config.yaml is gone.
+            run_config=tf.Variable(config_text(config), trainable=False, name="run_config"),
         )
+        if self.chief:
+            self._repair_checkpoint_state()
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=config.runtime.keep_checkpoints)
+        self._stop = None  # the signal flag while fit() runs
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
 
@@ -134,6 +142,48 @@ class Trainer:
         # Every worker must write (saving is collective); only the chief's copy is kept.
         task_type, index, _ = worker_index()
         return self.folder.checkpoints_dir(worker=(task_type, index))
+
+    def _repair_checkpoint_state(self):
+        """Rewrites `checkpoints/checkpoint` from the checkpoint files when it
+        is damaged or behind them (a kill between a save and its state
+        update), so the manager keeps and prunes the right files."""
+        folder, steps = self.folder, self.folder.checkpoint_steps()
+        if not steps:
+            return
+        state = tf.train.get_checkpoint_state(folder.checkpoints_dir())
+        newest = folder.checkpoint_path(steps[0])
+        if state is not None and os.path.basename(state.model_checkpoint_path) == \
+                os.path.basename(newest):
+            return
+        if state is None and self.verbose:
+            print(f"warning: {folder.checkpoints_dir()}/checkpoint was missing or damaged; "
+                  f"rebuilt from the checkpoint files (newest: ckpt-{steps[0]}).")
+        kept = [folder.checkpoint_path(step) for step in reversed(steps)]
+        tf.compat.v1.train.update_checkpoint_state(
+            folder.checkpoints_dir(), newest, all_model_checkpoint_paths=kept)
+
+    def _restore(self):
+        """Restores the newest intact checkpoint of the chief (every worker
+        reads the same one, never a worker's temporary copy); a damaged one is
+        skipped with a warning line. Returns its path, or None for a new run."""
+        damaged = []
+        for step in self.folder.checkpoint_steps():
+            path = self.folder.checkpoint_path(step)
+            try:
+                self.checkpoint.restore(path)
+            except (IndexError, ValueError, tf.errors.OpError) as error:
+                damaged.append(f"ckpt-{step} ({' '.join(str(error).split())[:120]})")
+                continue
+            if damaged and self.verbose:
+                print(f"warning: damaged checkpoint {', '.join(damaged)} skipped; resuming from "
+                      f"ckpt-{step}.")
+            return path
+        if damaged:
+            raise RunError(
+                f"every checkpoint in {self.folder.checkpoints_dir()} is damaged "
+                f"({', '.join(damaged)}); restore them from a backup, or move the folder aside "
+                "and start again.")
+        return None
 
     def _update_metrics(self, metrics, labels, logits, weights):
         for name, metric in metrics.items():
@@ -238,6 +288,7 @@ class Trainer:
         dataset = batches.with_options(_shard_by_data())
         for batch in self.strategy.experimental_distribute_dataset(dataset):
             self._eval_step(batch)
+            self._stop_if_signalled("evaluation")
         prefix = "eval" if split is None else split
         results = {f"{prefix}_{k}": float(m.result()) for k, m in self.eval_metrics.items()}
         if split is None:
@@ -259,18 +310,26 @@ class Trainer:
         if self.chief and not folder.locked:  # released by an earlier fit()
             folder.acquire()
         try:
-            with _StopSignals() as stop:
+            with _StopSignals(verbose=self.verbose) as stop:
+                self._stop = stop
                 return self._fit(folder, stop, reexport)
         finally:
+            self._stop = None
             folder.release()
+
+    def _stop_if_signalled(self, during):
+        """Raises `Interrupted` when SIGTERM / SIGINT arrived; only where the
+        work done so far is already checkpointed (the caller's promise)."""
+        if self._stop is not None and self._stop.signal_number:
+            raise Interrupted(self._stop.signal_number, int(self.step.numpy()), during)
 
     def _fit(self, folder, stop, reexport):
         config = self.config
         if self.chief:
-            folder.clean_temporary_checkpoints()
+            folder.clean_leftovers()
         self._check_data()
         self.writer = tf.summary.create_file_writer(folder.logs_dir)
-        restored = self.manager.restore_or_initialize()
+        restored = self._restore()
         start = int(self.step.numpy())
         if self.chief:
             folder.truncate_metrics(start)
@@ -321,7 +380,11 @@ class Trainer:
                     metric.reset_state()
                 timed_steps, timed_seconds = 0, 0.0
             if config.train.eval_every and step % config.train.eval_every == 0 and not last:
-                self._report(step, self.evaluate())
+                try:
+                    self._report(step, self.evaluate())
+                except Interrupted:  # a signal mid-evaluation: save the steps, then stop
+                    self.manager.save(checkpoint_number=step)
+                    raise
             due = config.runtime.checkpoint_every and step % config.runtime.checkpoint_every == 0
             late = every_seconds and time.monotonic() - last_save >= every_seconds
             if due or late or stop.signal_number:
@@ -333,22 +396,32 @@ class Trainer:
                 if self.verbose:
                     print(f"\ntrain.max_seconds={config.train.max_seconds} reached at step {step}.")
                 break
+        return self._finish(step, trained=step != start or not restored, reexport=reexport)
+
+    def _finish(self, step, trained, reexport):
+        """The final evaluation and export. The trained steps are saved
+        first: a signal during either stops the run with exit 128+N and that
+        checkpoint, and the rerun evaluates and exports. The final row and
+        the export are each redone until they exist for this step."""
+        config, folder = self.config, self.folder
+        if trained:
+            self.manager.save(checkpoint_number=step)
         results = self.evaluate()
         for split in config.train.extra_eval_splits:
             results.update(self.evaluate(split))
         results.update(train_steps=float(step), train_seconds=self.train_seconds)
-        trained = int(self.step.numpy()) != start or not restored
-        self._report(step, results, log=trained)  # a finished run's rerun logs nothing new
-        if trained:
-            self.manager.save(checkpoint_number=int(self.step.numpy()))
+        self._report(step, results, log=self.chief and not folder.final_row_logged(step))
         if not self.chief:
             shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
         elif config.runtime.export:
-            if trained or reexport or not os.path.exists(folder.export.model):
+            exported = folder.export.step()
+            if reexport or exported != step:
+                if self.verbose and exported is not None:
+                    print(f"{folder.export.path} holds step {exported}; exporting step {step}.")
                 self.export()
             elif self.verbose:
-                print(f"{folder.export.path} is already this run's export; rerun with "
-                      "--reexport to write it again.")
+                print(f"{folder.export.path} is already this run's export (step {step}); rerun "
+                      "with --reexport to write it again.")
         return results
 
     def _check_data(self):
@@ -402,33 +475,46 @@ class Trainer:
         staged = ExportFolder(f"{path}.tmp-{os.getpid()}")  # becomes export/ when complete
         shutil.rmtree(staged.path, ignore_errors=True)
         os.makedirs(staged.path)
-        if self.task.vocabulary_path:  # dense families read no vocabulary
-            shutil.copy(self.task.vocabulary_path, staged.vocabulary)
-        self.model.save(staged.model)
-        if self.config.runtime.export_saved_model:
-            export_serving(self.task, self.model, staged.saved_model)
+        try:
+            if self.task.vocabulary_path:  # dense families read no vocabulary
+                shutil.copy(self.task.vocabulary_path, staged.vocabulary)
+            self.model.save(staged.model)
+            self._stop_if_signalled("export")
+            if self.config.runtime.export_saved_model:
+                export_serving(self.task, self.model, staged.saved_model)
+            # The step it was made from: a rerun redoes an export that is behind.
+            staged.write_record(int(self.step.numpy()))
+            self._stop_if_signalled("export")
+        except BaseException:
+            shutil.rmtree(staged.path, ignore_errors=True)
+            raise
         replace_folder(staged.path, path)
         return path
 
 
 class _StopSignals:
-    """Turns SIGTERM / SIGINT into a flag the training loop reads at step
-    boundaries (a preempted VM or a scheduler sends SIGTERM). Only in the
-    main thread, where Python allows handlers."""
+    """Turns SIGTERM / SIGINT into a flag the trainer reads where its work is
+    checkpointed: step boundaries, evaluation batches, export stages (a
+    preempted VM or a scheduler sends SIGTERM). A repeated SIGTERM changes
+    nothing (a scheduler may send two; its SIGKILL comes anyway); a second
+    Ctrl-C stops at once. Only in the main thread, where Python allows
+    handlers."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self):
+    def __init__(self, verbose=True):
         self.signal_number = 0
+        self.verbose = verbose
         self._previous = {}
 
     def _handle(self, number, frame):
         if not self.signal_number:
             self.signal_number = number
-        elif number == signal.SIGINT:  # a second Ctrl-C: stop now
-            signal.default_int_handler(number, frame)
-        else:
-            os._exit(128 + number)
+        elif number == signal.SIGINT and self.signal_number == signal.SIGINT:
+            signal.default_int_handler(number, frame)  # a second Ctrl-C: stop now
+        elif self.verbose:
+            print(f"\n{signal.Signals(number).name} again: still saving; stopping at the next "
+                  "step boundary.", file=sys.stderr)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -440,6 +526,19 @@ class _StopSignals:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         return False
+
+
+def _config_in_checkpoints(folder):
+    """The config text the newest readable checkpoint carries, or None
+    (checkpoints written before it was carried)."""
+    for step in folder.checkpoint_steps():
+        try:
+            value = tf.train.load_variable(folder.checkpoint_path(step),
+                                           "run_config/.ATTRIBUTES/VARIABLE_VALUE")
+        except (ValueError, tf.errors.OpError, IndexError):
+            continue
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return None
 
 
 def _checkpoint_seconds(config):
