@@ -195,6 +195,17 @@ def test_decoder_kv_cache_equals_full_pass(with_encoder):
     np.testing.assert_allclose(np.concatenate(steps, 1), full, atol=ATOL)
 
 
+def test_blocks_ask_their_attention_for_bottom_right_causal_alignment():
+    """The standalone layer's default is Keras' top-left rule; the blocks ask
+    for bottom-right (the causal queries are the newest tokens), so a
+    block's causal rule does not follow the layer's default."""
+    encoder, decoder = TransformerEncoderBlock(HEADS, FFN), TransformerDecoderBlock(HEADS, FFN)
+    encoder(rand(1, 3, D))
+    decoder(rand(1, 3, D), rand(1, 4, D, seed=1))
+    layers = [encoder._self_attention, decoder._self_attention, decoder._cross_attention]
+    assert [layer.causal_alignment for layer in layers] == ["bottom_right"] * 3
+
+
 def test_decoder_called_inconsistently_gets_a_clear_error():
     block = TransformerDecoderBlock(HEADS, FFN)
     block(rand(1, 3, D))

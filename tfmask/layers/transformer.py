@@ -68,9 +68,15 @@ class _TransformerBlockBase(keras.layers.Layer):
         return hidden_dim // self.num_heads
 
     def _attention(self, hidden_dim, name):
+        # Bottom-right causal alignment (the queries are the last of the
+        # keys), not the standalone layer's Keras default: a block's causal
+        # queries are the newest tokens. Its calls have T == S, or a cache
+        # whose `cache_update_index` places them, where the two rules agree;
+        # asking for it keeps any other causal call of a block on that rule.
         return MaskedMultiHeadAttention(
             num_heads=self.num_heads,
             key_dim=self._key_dim(hidden_dim),
+            causal_alignment="bottom_right",
             dropout=self.attention_dropout,
             kernel_initializer=_clone_initializer(self.kernel_initializer),
             bias_initializer=_clone_initializer(self.bias_initializer),
