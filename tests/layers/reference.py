@@ -19,8 +19,9 @@ def _projection(dense, x, equation="btd,dhk->bthk"):
 
 def allowed(b, i, j, t, s, q_pad, k_pad, custom, causal, q_seg, k_seg, offset=None,
             window=None):
-    """Query i sits at key position i + offset (default s - t, bottom right)."""
-    position = i + (s - t if offset is None else offset)
+    """Query i sits at key position i + offset (default 0: top left, Keras'
+    rule and the layer's default; s - t is bottom right)."""
+    position = i + (0 if offset is None else offset)
     if q_pad is not None and not q_pad[b, i]:
         return False
     if k_pad is not None and not k_pad[b, j]:

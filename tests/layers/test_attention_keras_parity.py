@@ -205,3 +205,84 @@ def test_equals_keras_layer_with_its_options(options, causal):
     theirs.set_weights(ours.get_weights())
     np.testing.assert_allclose(ours(query, use_causal_mask=causal),
                                theirs(query, query, use_causal_mask=causal), atol=1e-5)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("t, s", [(5, 3), (3, 5), (1, 4), (4, 4)])
+def test_causal_default_is_keras_top_left_on_unequal_lengths(t, s, fused):
+    """Keras' test_masking_causal, on its own: with `use_causal_mask=True`
+    the default layer gives the numbers of keras.layers.MultiHeadAttention
+    with the same weights, T > S and T < S included (query i sees keys
+    j <= i), scores and outputs."""
+    query, value = rand(B, t, D), rand(B, s, D, seed=1)
+    ours = MultiHeadAttention(H, K, fused=fused)
+    theirs = keras.layers.MultiHeadAttention(H, K)
+    ours(query, value)
+    theirs(query, value)
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours(query, value, use_causal_mask=True),
+                               theirs(query, value, use_causal_mask=True), atol=1e-5)
+    _, our_scores = ours(query, value, use_causal_mask=True, return_attention_scores=True)
+    _, their_scores = theirs(query, value, use_causal_mask=True,
+                             return_attention_scores=True)
+    np.testing.assert_allclose(our_scores, their_scores, atol=1e-5)
+    top_left = np.tril(np.ones((t, s), bool))
+    np.testing.assert_array_equal(np.asarray(our_scores)[0, 0] > 0, top_left)
+    assert ours.causal_alignment == "top_left"
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("t, s", [(5, 3), (3, 5), (1, 4), (4, 4)])
+def test_bottom_right_alignment_on_request_matches_brute_force(t, s, fused):
+    """causal_alignment="bottom_right" (the queries are the last T of the S
+    keys): query i sees keys j <= i + S - T, against the loop reference;
+    queries before every key (T > S) get a zero context."""
+    query, value = rand(B, t, D), rand(B, s, D, seed=1)
+    layer = MultiHeadAttention(H, K, causal_alignment="bottom_right", fused=fused)
+    output = layer(query, value, use_causal_mask=True)
+    _, scores = layer(query, value, use_causal_mask=True, return_attention_scores=True)
+    reference, reference_scores = brute_force_attention(
+        layer, query, value, causal=True, offset=s - t)
+    np.testing.assert_allclose(output, reference, atol=1e-5)
+    np.testing.assert_allclose(scores, reference_scores, atol=1e-5)
+    sees = np.arange(s)[None, :] <= np.arange(t)[:, None] + s - t
+    np.testing.assert_array_equal(np.asarray(scores)[0, 0] > 0, sees)
+
+
+def test_config_without_causal_alignment_loads_with_keras_default():
+    """Configs written before `causal_alignment` existed (or by Keras' own
+    layer) load with the default, Keras' top-left; configs that name an
+    alignment, as every tfmask config since does, keep it."""
+    config = MultiHeadAttention(2, 4).get_config()
+    del config["causal_alignment"]
+    assert MultiHeadAttention.from_config(config).causal_alignment == "top_left"
+    keras_config = keras.layers.MultiHeadAttention(2, 4).get_config()
+    assert MultiHeadAttention.from_config(keras_config).causal_alignment == "top_left"
+    bottom_right = MultiHeadAttention(2, 4, causal_alignment="bottom_right").get_config()
+    assert MultiHeadAttention.from_config(bottom_right).causal_alignment == "bottom_right"
+
+
+def test_saved_model_keeps_its_causal_alignment(tmp_path):
+    """A .keras file keeps the alignment it was saved with: one saved with
+    bottom_right (the default of older tfmask versions, written into their
+    configs) reloads as bottom_right, with the same outputs."""
+    query, value = keras.Input((5, D)), keras.Input((3, D))
+    layer = MultiHeadAttention(H, K, causal_alignment="bottom_right")
+    model = keras.Model([query, value], layer(query, value, use_causal_mask=True))
+    inputs = [rand(B, 5, D), rand(B, 3, D, seed=1)]
+    path = os.path.join(tmp_path, "attention.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.layers[-1].causal_alignment == "bottom_right"
+    np.testing.assert_allclose(loaded(inputs), model(inputs), atol=1e-6)
+
+
+def test_high_rank_causal_call_refuses_bottom_right():
+    """Inputs above rank 3 run Keras' computation, whose causal mask is
+    top-left only: an explicit bottom-right request there is refused, not
+    silently ignored."""
+    query, value = rand(B, 2, 5, D), rand(B, 2, 3, D, seed=1)
+    layer = MultiHeadAttention(H, K, attention_axes=2, causal_alignment="bottom_right")
+    layer(query, value)
+    with pytest.raises(ValueError, match="bottom_right"):
+        layer(query, value, use_causal_mask=True)

@@ -10,7 +10,7 @@ from tfmask.layers.keras_mask import keras_mask_of
 from tfmask.layers.padding_free import gather_tokens, scatter_tokens
 from tfmask import masks as mask_ops
 
-CAUSAL_ALIGNMENTS = ("bottom_right", "top_left")
+CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
 
 
 # The class is named as Keras' own: Keras' weights files address the layers
@@ -49,12 +49,15 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
 
     The causal rule, the same in eager and traced calls: query i sits at key
     position `i + offset` and sees keys `j <= i + offset`, where
-    `offset = cache_update_index` with a cache, else `S - T` for
-    `causal_alignment="bottom_right"` (the queries are the last T of the S
-    keys, as in cached decoding and FlashAttention 2) or `0` for
-    `"top_left"` (Keras' rule). The two differ only when `T != S`. Queries
-    placed before every key (`T > S`, bottom right) see nothing (zero
-    context). The sliding window uses the same positions.
+    `offset = cache_update_index` with a cache, else `0` for
+    `causal_alignment="top_left"` (the default, Keras' rule: a
+    lower-triangular [T, S] mask from the top-left corner) or `S - T` for
+    `"bottom_right"` (the queries are the last T of the S keys, as in
+    cached decoding and FlashAttention 2). The two differ only when
+    `T != S`. Queries placed before every key (`T > S`, bottom right) see
+    nothing (zero context). The sliding window uses the same positions.
+    Inputs above rank 3 take Keras' own path, whose causal mask is
+    top-left only (a causal call there with "bottom_right" is refused).
 
     Args:
         num_heads, key_dim, value_dim, dropout, use_bias, output_shape,
@@ -62,7 +65,10 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         bias_initializer, kernel_regularizer, bias_regularizer,
         activity_regularizer, kernel_constraint, bias_constraint, use_gate,
         seed: as `keras.layers.MultiHeadAttention`.
-        causal_alignment: "bottom_right" (default) or "top_left" (Keras).
+        causal_alignment: "top_left" (default, as Keras' layer) or
+            "bottom_right" (what tfmask's decoder blocks use); see the
+            causal rule above. Saved in the config; a config without it
+            (an older one, or Keras' own layer's) gets the default.
         fused: bool. Route through `keras.ops.dot_product_attention` when
             the call allows it. Default True.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
@@ -129,7 +135,7 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         bias_constraint=None,
         use_gate=False,
         seed=None,
-        causal_alignment="bottom_right",
+        causal_alignment="top_left",
         fused=True,
         **kwargs,
     ):
@@ -296,7 +302,7 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         query_length = ops.shape(query_heads)[1]
         key_length = ops.shape(key_heads)[1]
         if offset is None:
-            offset = key_length - query_length if self.causal_alignment == "bottom_right" else 0
+            offset = 0 if self.causal_alignment == "top_left" else key_length - query_length
         mask = mask_ops.merge_attention_masks(
             query_length,
             key_length,
@@ -380,6 +386,8 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         extras = {"segment_ids": segment_ids, "key_segment_ids": key_segment_ids,
                   "cache": cache, "token_index": token_index}
         given = [name for name, v in extras.items() if v is not None]
+        if use_causal_mask and self.causal_alignment != "top_left":
+            given.append(f'use_causal_mask with causal_alignment="{self.causal_alignment}"')
         if given:
             raise ValueError(
                 f"{', '.join(given)} work with rank-3 inputs [B, T, D]; the query "

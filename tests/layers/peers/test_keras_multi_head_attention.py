@@ -4,10 +4,10 @@
 #
 # Changes:
 # - tfmask's MultiHeadAttention (exported as MaskedMultiHeadAttention too)
-#   replaces layers.MultiHeadAttention; the test bodies are Keras'.
-# - test_masking: its causal case has 5 queries over 3 keys, where Keras'
-#   causal rule is top-left and tfmask's default bottom-right (README,
-#   "Keras-native layers"); the layer is built with causal_alignment="top_left".
+#   replaces layers.MultiHeadAttention; nothing else: every test body is
+#   Keras' own. test_masking's causal case (5 queries over 3 keys) holds
+#   because the layer's causal default is Keras' top-left rule
+#   (`causal_alignment="top_left"`).
 #
 # Skipped tests: none of ours. Keras' own skips stay: the two flash-attention
 # tests run on JAX and torch only (flash attention does not exist on
@@ -464,8 +464,7 @@ class MultiHeadAttentionTest(testing.TestCase):
     @parameterized.named_parameters(("causal", True), ("not_causal", 0))
     def test_masking(self, use_causal_mask):
         """Test that the value and causal masks are taken into account."""
-        # tfmask: T=5 queries over S=3 keys; Keras' causal rule is top-left.
-        layer = MaskedMultiHeadAttention(num_heads=2, key_dim=2, causal_alignment="top_left")
+        layer = MaskedMultiHeadAttention(num_heads=2, key_dim=2)
         query = np.array([[1, 2, 3, 0, 0], [3, 3, 1, 1, 2], [1, 0, 0, 0, 0]])
         masked_query = layers.Embedding(4, 8, mask_zero=True)(query)
         value = np.array([[5, 4, 0], [3, 0, 0], [2, 1, 1]])
