@@ -1,7 +1,7 @@
 """How tfmask's command lines report failures: one line, a fixed exit code.
 
     error: <what is wrong and how to fix it>        exit 2  (a user mistake)
-    error: <what happened and what to try>          exit 1  (the run failed: NaN, ...)
+    error: <what happened and what to try>          exit 1  (the run failed: NaN, a lost worker)
     stopped by SIGTERM at step N; ...               exit 128 + signal (checkpoint saved)
 
 `--debug` re-raises, showing the traceback. TensorFlow errors raised while
@@ -48,6 +48,20 @@ def tensorflow_message(error):
     return next((line for line in lines if "Graph execution error" not in line), text)
 
 
+def is_collective_failure(error):
+    """A TensorFlow error from the machinery between workers (a collective
+    aborted, a peer unreachable), not from the user's data or config: it is
+    reported as a failed run (exit 1), never as a user mistake."""
+    import tensorflow as tf
+
+    between_workers = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                       tf.errors.CancelledError, tf.errors.DeadlineExceededError,
+                       tf.errors.InternalError)
+    text = getattr(error, "message", None) or str(error)
+    return isinstance(error, between_workers) or (
+        isinstance(error, tf.errors.OpError) and re.search(r"\bCollective\w*", text) is not None)
+
+
 def parse_flags(argv):
     """absl's flag parser, but a bad flag is one `error:` line and exit 2."""
     from absl import flags
@@ -85,6 +99,11 @@ def report(function, debug=False):
             code, text = RUN_FAILED, str(error)
         elif isinstance(error, (ValueError, FileNotFoundError)):
             code, text = USER_ERROR, str(error)
+        elif is_collective_failure(error):
+            code, text = RUN_FAILED, (
+                f"the workers failed together ({tensorflow_message(error)}): a worker was lost "
+                "or the workers disagree; rerun every worker's command to resume from the last "
+                "checkpoint")
         elif isinstance(error, tf.errors.OpError):
             code, text = USER_ERROR, tensorflow_message(error)
         elif isinstance(error, OSError):
