@@ -38,7 +38,8 @@ def tiny_sets():
 # these files or carries the marker, and a unit test when not. The default run
 # (the README's command) is unit + integration.
 INTEGRATION_FILES = ("tests/tasks/", "tests/training/test_trainer.py",
-                     "tests/training/test_run_safety.py", "tests/test_serving.py")
+                     "tests/training/test_run_safety.py", "tests/training/test_work_is_never_lost.py",
+                     "tests/test_serving.py")
 TIERS = ("journey", "network", "integration")
 
 
