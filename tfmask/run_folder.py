@@ -192,6 +192,19 @@ class RunFolder:
         """`export/`: what `predict`, serving and `model.pretrained` read."""
         return ExportFolder(self._file(EXPORT))
 
+    def current_export(self):
+        """`export/`, refused in one line when it is behind the run's
+        checkpoints (a run stopped between its last save and its export):
+        what predict, serving and `model.pretrained` read must be the model
+        the run trained, never an older one under its name."""
+        exported, steps = self.export.step(), self.checkpoint_steps()
+        if exported is not None and steps and steps[0] > exported:
+            raise RunError(
+                f"{self.export.path} holds step {exported}, behind the run's checkpoint of step "
+                f"{steps[0]} (it stopped before exporting); rerun its train command to export "
+                f"step {steps[0]}.")
+        return self.export
+
     def is_run(self):
         """True for a folder written by `python -m tfmask.train` with an export."""
         return os.path.isfile(self.export.model)

@@ -298,7 +298,7 @@ def is_tfmask_run(directory):
 def pretrained_vocabulary(directory):
     """The vocab.txt that goes with a pretrained folder (HF or tfmask run)."""
     if is_tfmask_run(directory):
-        return RunFolder(directory).export.vocabulary
+        return RunFolder(directory).current_export().vocabulary
     return os.path.join(directory, "vocab.txt")
 
 
@@ -320,7 +320,7 @@ def _from_tfmask_run(model_cls, directory, overrides):
     import tfmask.layers  # noqa: F401  (registers the layers for loading)
     from tfmask.models.mlm import ENCODER_ARGS
 
-    source = keras.models.load_model(RunFolder(directory).export.model)
+    source = keras.models.load_model(RunFolder(directory).current_export().model)
     if not hasattr(source, "stack"):
         raise ValueError(f"{directory} holds a {type(source).__name__}; only MaskedLMModel "
                          "and ClassifierModel runs have an encoder to start from.")
