@@ -34,7 +34,8 @@ def with_(section, **values):
     (with_("model", family="gpt"), r"model.family='gpt' is not one of"),
     (with_("runtime", precision="fp8"), r"runtime.precision='fp8' is not one of"),
     (with_("masking", strategy="span_corruption"), r"model.family=mlm does not support "
-     r"masking.strategy=span_corruption \(a masked LM needs tokens to predict\); supported: "
+     r"masking.strategy=span_corruption \(span_corruption replaces spans by sentinels that an "
+     r"encoder-decoder \(T5\) writes out; a masked LM hides spans with span\); supported: "
      r"random, whole_word, span, entity, term\."),
     (with_("masking", strategy="term"), r"masking.strategy=term needs masking.terms or "
      r"masking.patterns\."),

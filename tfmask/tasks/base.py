@@ -36,6 +36,13 @@ from tfmask.models.pretrained import (
     pretrained_vocabulary,
     pretrained_vocabulary_size,
 )
+from tfmask.tasks.memory import (
+    StepMemory,
+    activation_bytes,
+    block_values,
+    check_step_memory,
+    transformer_parameters,
+)
 from tfmask.tasks.shared import pretrained_directory
 from tfmask.text import WordPieceTokenizer, train_wordpiece_vocabulary
 from tfmask.text.segmentation import check_segmenter_name, needs_segmenter
@@ -55,6 +62,25 @@ def dense_settings(config):
             ("masking.indicator", masking.indicator, False))
 
 
+# What each masking strategy does: the first half of the line that refuses
+# it for a family (the family's `refusal_hint` says what it does instead).
+STRATEGY_PURPOSES = {
+    "none": "none hides nothing",
+    "random": "random hides random tokens (BERT 80/10/10) for a masked LM to predict or as "
+              "a classifier's input noise",
+    "whole_word": "whole_word hides whole words for a masked LM to predict or as a "
+                  "classifier's input noise",
+    "span": "span hides runs of words for a masked LM to predict or as a classifier's "
+            "input noise",
+    "entity": "entity hides whole entities, which needs word-level entity tags "
+              "(data.words_key), for a masked LM to predict",
+    "term": "term hides masking.terms / masking.patterns from a classifier, or makes a "
+            "masked LM predict them first",
+    "span_corruption": "span_corruption replaces spans by sentinels that an encoder-decoder "
+                       "(T5) writes out",
+    "prompt": "prompt grades a causal LM on the response after masking.response_marker only",
+    "dense": "dense hides values of dense arrays (rows, series, images)",
+}
 # Strategies that read the tokenizer's words (a segmenter changes them).
 WORD_STRATEGIES = ("whole_word", "span", "term")
 WHOLE_SPLIT = 1 << 20  # shuffle buffer that holds a whole split (up to 2^20 documents)
@@ -77,8 +103,16 @@ class Task(abc.ABC):
     # Masking strategies this family supports (the rest are refused).
     strategies = ("none",)
     default_strategy = "none"
-    # Why the others are refused, appended to the one-line error.
+    # What this family does instead of a refused strategy, after what that
+    # strategy is for (`STRATEGY_PURPOSES`); it must not name a refused one.
     refusal_hint = ""
+    # Why this family refuses a strategy, where more specific than
+    # `STRATEGY_PURPOSES` + `refusal_hint`: strategy -> the whole reason
+    # (naming the strategy).
+    refusal_reasons = {}
+    # Special tokens a row frames its text with ([CLS] and [SEP]): a
+    # data.sequence_length below this + 1 leaves no room for a token.
+    framing_tokens = ("[CLS]", "[SEP]")
     token_level = True  # per-token labels: perplexity is reported
     supports_packing = False  # data.pack
     supports_pretrained = False  # model.pretrained
@@ -108,10 +142,10 @@ class Task(abc.ABC):
         """Every family-level check; raises ConfigError before any work."""
         model, data, masking = config.model, config.data, config.masking
         if masking.strategy not in cls.strategies:
-            hint = f" ({cls.refusal_hint})" if cls.refusal_hint else ""
             raise ConfigError(
                 f"model.family={cls.family} does not support masking.strategy="
-                f"{masking.strategy}{hint}; supported: {', '.join(cls.strategies)}.")
+                f"{masking.strategy} ({cls.refusal_reason(masking.strategy)}); supported: "
+                f"{', '.join(cls.strategies)}.")
         for setting, supported, key in (
                 (data.pack, cls.supports_packing, "data.pack=true"),
                 (model.pretrained, cls.supports_pretrained, f"model.pretrained={model.pretrained}"),
@@ -158,6 +192,58 @@ class Task(abc.ABC):
                         "segmenter every Chinese character is its own word; set "
                         "data.segmenter: rjieba.")
         cls.validate(config)
+        cls.check_sequence_length(config)
+        check_step_memory(config, cls.step_memory(config))
+
+    @classmethod
+    def refusal_reason(cls, strategy):
+        """Why this family refuses `strategy`: that strategy's own need or
+        purpose, then what the family does instead."""
+        if strategy in cls.refusal_reasons:
+            return cls.refusal_reasons[strategy]
+        purpose = STRATEGY_PURPOSES.get(strategy, strategy)
+        return f"{purpose}; {cls.refusal_hint}" if cls.refusal_hint else purpose
+
+    @classmethod
+    def minimum_sequence_length(cls, config):
+        """The shortest data.sequence_length with room for one token."""
+        return len(cls.framing_tokens) + 1
+
+    @classmethod
+    def check_sequence_length(cls, config):
+        """One line if data.sequence_length leaves no room for a token
+        besides the framing tokens (the tokenizer would fail inside tf.data,
+        in a traced function's traceback)."""
+        length, minimum = config.data.sequence_length, cls.minimum_sequence_length(config)
+        if length < minimum:
+            framing = " and ".join(cls.framing_tokens) or "nothing"
+            raise ConfigError(
+                f"data.sequence_length={length} leaves no room for a token besides {framing}; "
+                f"model.family={cls.family} needs at least {minimum}: raise it.")
+
+    @classmethod
+    def output_values(cls, config):
+        """Logits per example: the next token at every position (a causal
+        LM); families that predict fewer override it."""
+        return config.data.sequence_length * config.data.vocabulary_size
+
+    @classmethod
+    def step_memory(cls, config):
+        """What one training step holds at least (`tfmask.tasks.memory`): a
+        Transformer encoder over data.sequence_length tokens, its attention
+        scores and `output_values` logits. A pretrained encoder's sizes are
+        the checkpoint's, unknown before it is read: one layer of width 1
+        (still a lower bound). Families with other models override it."""
+        model, data = config.model, config.data
+        layers, heads, hidden, inner = ((1, 1, 1, 1) if model.pretrained else (
+            model.num_layers, model.num_heads, model.hidden_dim, model.intermediate_dim))
+        batch, length, size = data.batch_size, data.sequence_length, activation_bytes(config)
+        return StepMemory(
+            parameters=transformer_parameters(data.vocabulary_size, length, hidden, inner,
+                                              layers),
+            activations=size * (block_values(batch, length, hidden, inner, layers)
+                                + batch * cls.output_values(config)),
+            attention=size * layers * batch * heads * length * length)
 
     # ------------------------------------------------------------ resolution
     # Every family default is decided here. Those that shape the run are

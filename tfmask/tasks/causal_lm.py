@@ -24,7 +24,8 @@ from tfmask.tasks.shared import encoder_kwargs
 class CausalLMTask(Task):
     family = "causal_lm"
     strategies = ("none", "prompt")
-    refusal_hint = "a causal LM is graded on next tokens; mask prompts with prompt"
+    refusal_hint = "a causal LM is graded on next tokens (grade responses only with prompt)"
+    framing_tokens = ("[SEP]",)  # text [SEP]
     supports_packing = True
     causal = True
     default_normalize_first = True

@@ -31,8 +31,10 @@ NOISE = ("random", "whole_word", "span")
 class ClassifierTask(Task):
     family = "classifier"
     strategies = ("none", "term") + NOISE
-    refusal_hint = ("entity masking needs word-level tags, which classification corpora lack "
-                    "(mask names with term and masking.terms / patterns)")
+    refusal_hint = "a classifier is graded on its label"
+    refusal_reasons = {"entity": "entity masking needs word-level tags, which classification "
+                                 "corpora lack (mask names with term and masking.terms / "
+                                 "patterns)"}
     token_level = False
     supports_pretrained = True
     supports_words_key = True
@@ -51,6 +53,11 @@ class ClassifierTask(Task):
                 f"masking.strategy=term on data.segmenter={config.data.segmenter} words cannot "
                 "be served from a SavedModel (the segmenter is Python, not a graph op): set "
                 "runtime.export_saved_model: false (predict still works).")
+
+    @classmethod
+    def output_values(cls, config):
+        """Logits per example: one per class."""
+        return config.model.num_classes
 
     def __init__(self, config, tokenizer=None, vocabulary_path=None):
         super().__init__(config, tokenizer, vocabulary_path)

@@ -27,12 +27,13 @@ import tensorflow as tf
 from tfmask.data import features as F
 from tfmask.data.masking import FeatureMasking
 from tfmask.data.pipeline import mask_dataset
-from tfmask.errors import ConfigError
+from tfmask.errors import ConfigError, RunError
 from tfmask.guards import guarded
 from tfmask.losses import weighted_squared_error_sum
 from tfmask.models import DenseClassifierModel, MaskedAutoencoderModel
 from tfmask.run_folder import RunFolder
 from tfmask.tasks.base import AUTOTUNE, Task, load_documents
+from tfmask.tasks.memory import StepMemory, activation_bytes
 
 # Settings of the text families a dense family never reads (key: default).
 TEXT_SETTINGS = {"data.text_key": "text", "data.vocabulary": "train",
@@ -41,11 +42,21 @@ TEXT_SETTINGS = {"data.text_key": "text", "data.vocabulary": "train",
                  "model.normalize_first": None, "model.embedding_dim": 256,
                  "model.lstm_units": 512}
 STATISTICS_EXAMPLES = 100_000  # training examples read for the standardisation
+FINITE_CHECK_BATCH = 4096  # examples per step of the NaN/Inf check
 
 
 def _setting(config, key):
     section, name = key.split(".")
     return getattr(getattr(config, section), name)
+
+
+def _text_of(documents, row):
+    """' (text: ...)' of the `row`-th (1-based) document, if it has a text
+    (file sources do): where to find it in the file."""
+    if F.TEXT not in documents.element_spec:
+        return ""
+    document = next(iter(documents.skip(row - 1).take(1)))
+    return f" (text: {document[F.TEXT].numpy().decode('utf-8', 'replace')[:60]!r})"
 
 
 class DenseTask(Task):
@@ -76,6 +87,26 @@ class DenseTask(Task):
                                   "dense or remove them.")
 
     @classmethod
+    def check_sequence_length(cls, config):
+        """Dense families read arrays: data.sequence_length is not theirs."""
+
+    @classmethod
+    def step_memory(cls, config):
+        """The input's shape is known only once the data is read, so this
+        counts what the sizes alone give: `num_layers` blocks of
+        `hidden_dim` values per example, their weights and Adam state."""
+        model, data = config.model, config.data
+        layers, hidden = model.num_layers, model.hidden_dim
+        return StepMemory(
+            parameters=layers * (hidden * hidden + 2 * hidden * model.intermediate_dim),
+            activations=activation_bytes(config) * data.batch_size * layers * (
+                2 * hidden + model.intermediate_dim),
+            attention=0,
+            keys={"parameters": ("model.num_layers", "model.hidden_dim",
+                                 "model.intermediate_dim"),
+                  "activations": ("data.batch_size", "model.num_layers", "model.hidden_dim")})
+
+    @classmethod
     def resolve(cls, config, check_data=True):
         """The default strategy only: no tokenizer, so data.lowercase stays unset."""
         return cls.with_default_strategy(config)
@@ -100,6 +131,29 @@ class DenseTask(Task):
         if data.mask_key:
             features["data.mask_key"] = data.mask_key
         return features
+
+    def check_documents(self, split):
+        """The base checks, then every value of data.inputs_key is finite
+        (one pass over the split): a NaN or Inf in the data would otherwise
+        show as a diverging loss at step 1 (the statistics and every batch
+        holding it become NaN)."""
+        super().check_documents(split)
+        data = self.config.data
+        key = data.inputs_key
+
+        def finite(document):
+            return tf.reduce_all(tf.math.is_finite(tf.cast(document[key], tf.float32)))
+
+        documents = load_documents(self.config, split)
+        rows = documents.map(finite, num_parallel_calls=AUTOTUNE)
+        for start, flags in enumerate(rows.batch(FINITE_CHECK_BATCH).as_numpy_iterator()):
+            if not flags.all():
+                row = start * FINITE_CHECK_BATCH + int(np.argmin(flags)) + 1
+                raise RunError(
+                    f"data.inputs_key={key!r} holds NaN or Inf in example {row}"
+                    f"{_text_of(documents, row)} of data.name={data.name} split {split!r}; "
+                    "dense families need finite values: fix or drop that example (write any "
+                    "finite value where data.mask_key marks a value missing).")
 
     @property
     def tokens_per_batch(self):
@@ -189,7 +243,7 @@ class DenseTask(Task):
 
 class DenseClassifierTask(DenseTask):
     family = "dense_classifier"
-    refusal_hint = "dense inputs are masked with dense (FeatureMasking)"
+    refusal_hint = "a dense classifier reads arrays, hidden with dense (FeatureMasking)"
     supports_pretrained = True  # a masked_autoencoder run's encoder
 
     @classmethod
@@ -246,7 +300,8 @@ class MaskedAutoencoderTask(DenseTask):
     family = "masked_autoencoder"
     strategies = ("dense",)
     default_strategy = "dense"
-    refusal_hint = "an autoencoder learns by reconstructing what dense masking hides"
+    refusal_hint = ("a masked autoencoder reads arrays and learns by reconstructing what "
+                    "dense hides")
 
     def metrics(self, prefix):
         return {"loss": keras.metrics.Mean(name=f"{prefix}_loss")}

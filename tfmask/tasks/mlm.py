@@ -45,7 +45,10 @@ class MaskedLMTask(Task):
     family = "mlm"
     strategies = tuple(MLM_STRATEGIES)
     default_strategy = "random"
-    refusal_hint = "a masked LM needs tokens to predict"
+    refusal_hint = "a masked LM is graded on the tokens its strategy hides"
+    refusal_reasons = {"span_corruption": "span_corruption replaces spans by sentinels that an "
+                                          "encoder-decoder (T5) writes out; a masked LM hides "
+                                          "spans with span"}
     supports_packing = True
     supports_pretrained = True
     supports_static_masking = True
@@ -60,6 +63,11 @@ class MaskedLMTask(Task):
             raise ConfigError(
                 "masking.strategy=entity needs word-level entity tags: set data.words_key "
                 "(e.g. words) on a dataset with `words` and BIO `tags` (e.g. wnut16).")
+
+    @classmethod
+    def output_values(cls, config):
+        """Logits per example: masking.max_predictions positions."""
+        return config.masking.max_predictions * config.data.vocabulary_size
 
     def required_features(self):
         """Entity masking also reads word-level entity `tags` (BIO, IOB1, IOBES)."""

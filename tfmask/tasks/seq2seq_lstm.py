@@ -5,6 +5,7 @@ the model differs."""
 
 from tfmask.errors import ConfigError
 from tfmask.models import Seq2SeqLSTMModel
+from tfmask.tasks.memory import StepMemory, activation_bytes
 from tfmask.tasks.seq2seq_transformer import Seq2SeqTransformerTask
 
 
@@ -21,6 +22,27 @@ class Seq2SeqLSTMTask(Seq2SeqTransformerTask):
         if config.model.lstm_units % 2:
             raise ConfigError(f"model.lstm_units={config.model.lstm_units} must be even "
                               "(bidirectional).")
+
+    @classmethod
+    def step_memory(cls, config):
+        """Embeddings, a bidirectional LSTM encoder, an LSTM decoder and the
+        output layer; the four gates of every step kept for the backward
+        pass, Luong attention scores and the logits."""
+        model, data = config.model, config.data
+        vocabulary, embedding, units = data.vocabulary_size, model.embedding_dim, model.lstm_units
+        batch, source, target = data.batch_size, data.sequence_length, cls.target_tokens(config)
+        lstm = 4 * (embedding + units) * units  # both directions of units / 2, or units
+        size = activation_bytes(config)
+        return StepMemory(
+            parameters=vocabulary * embedding + 2 * lstm + units * vocabulary,
+            activations=size * batch * ((source + target) * 4 * units + target * vocabulary),
+            attention=size * batch * target * source,
+            keys={"parameters": ("model.lstm_units", "model.embedding_dim",
+                                 "data.vocabulary_size"),
+                  "activations": ("data.batch_size", "data.sequence_length",
+                                  "data.target_length", "model.lstm_units"),
+                  "attention": ("data.sequence_length", "data.target_length",
+                                "data.batch_size")})
 
     def build_model(self, dtype):
         model, data = self.config.model, self.config.data

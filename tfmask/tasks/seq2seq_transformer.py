@@ -19,22 +19,66 @@ from tfmask.errors import ConfigError
 from tfmask.models import Seq2SeqTransformerModel
 from tfmask.models.seq2seq import SEQ2SEQ_INPUTS
 from tfmask.tasks.base import AUTOTUNE, Task, load_documents
+from tfmask.tasks.memory import StepMemory, activation_bytes, block_values, transformer_parameters
 from tfmask.tasks.shared import encoder_kwargs
 
 
 class Seq2SeqTransformerTask(Task):
     family = "seq2seq_transformer"
     strategies = ("none", "span_corruption")
-    refusal_hint = "denoise the source with span_corruption (T5)"
+    refusal_hint = ("an encoder-decoder translates (none) or denoises the source with "
+                    "span_corruption (T5)")
+    # Sources are framed text [SEP]; span corruption keeps one slot for its EOS.
+    framing_tokens = ("[SEP]",)
     generates = True
     uses_decoder_layers = True
     default_normalize_first = True
 
     @classmethod
     def validate(cls, config):
-        if config.masking.strategy == "span_corruption" and config.train.generate_examples:
+        data, masking = config.data, config.masking
+        if masking.strategy == "span_corruption" and config.train.generate_examples:
             raise ConfigError("train.generate_examples scores translations with BLEU; a "
                               "span_corruption run has none: remove it.")
+        if masking.strategy == "span_corruption" and data.sequence_length < 3:
+            raise ConfigError(f"data.sequence_length={data.sequence_length} is too short for "
+                              "span_corruption, which needs a hidden token, a kept one and the "
+                              "end-of-sequence token: set at least 3.")
+        if masking.strategy != "span_corruption" and data.target_length < 2:
+            raise ConfigError(f"data.target_length={data.target_length} leaves no room for a "
+                              "target token besides [SEP]: set at least 2.")
+
+    @classmethod
+    def target_tokens(cls, config):
+        """The decoder's length: data.target_length, or what span
+        corruption's targets take."""
+        data, masking = config.data, config.masking
+        if masking.strategy != "span_corruption":
+            return data.target_length
+        return M.span_corruption_lengths(data.sequence_length, masking.noise_density,
+                                         masking.mean_noise_span_length)[1]
+
+    @classmethod
+    def step_memory(cls, config):
+        """The encoder's (`Task.step_memory`) plus a decoder over the
+        targets: its blocks, self- and cross-attention scores and logits."""
+        model, data = config.model, config.data
+        encoder = super().step_memory(config)
+        layers = model.decoder_num_layers or model.num_layers
+        batch, source, target = data.batch_size, data.sequence_length, cls.target_tokens(config)
+        hidden, inner, size = model.hidden_dim, model.intermediate_dim, activation_bytes(config)
+        return StepMemory(
+            parameters=encoder.parameters + transformer_parameters(
+                0, target, hidden, inner, layers, cross=True),
+            activations=encoder.activations + size * block_values(
+                batch, target, hidden, inner, layers),
+            attention=encoder.attention + size * layers * batch * model.num_heads * target * (
+                target + source))
+
+    @classmethod
+    def output_values(cls, config):
+        """Logits per example: every target token."""
+        return cls.target_tokens(config) * config.data.vocabulary_size
 
     @classmethod
     def vocabulary_keys(cls, config):
