@@ -171,7 +171,7 @@ def inspect(config_path, overrides=(), output_dir=None, rows=4):
 
     config = load_config(config_path, overrides)
     name = os.path.splitext(os.path.basename(config_path))[0]
-    output_dir = output_dir or os.path.join("runs", name, "inspect")
+    output_dir = os.path.expanduser(output_dir or os.path.join("runs", name, "inspect"))
     os.makedirs(output_dir, exist_ok=True)
     task = build_task(config)
     batch = {k: v.numpy() for k, v in next(iter(task.train)).items()}

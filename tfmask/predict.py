@@ -45,6 +45,7 @@ class Predictor:
         from tfmask.tasks import TASKS, load_config
         from tfmask.tasks.base import config_tokenizer
 
+        run_dir = os.path.expanduser(run_dir)  # --run=~/runs/x: no shell expands it
         folder = RunFolder(run_dir)
         if not folder.is_run():
             raise FileNotFoundError(
@@ -63,8 +64,18 @@ class Predictor:
 
     def predict(self, text, top_k=5, sampler="greedy", num_beams=4):
         """Printable lines: fill-mask candidates, class probabilities or a generation."""
+        check_search(top_k, num_beams)
         return self.task.predict(self.model, text, top_k=top_k, sampler=sampler,
                                  num_beams=num_beams)
+
+
+def check_search(top_k, num_beams):
+    """One line for a --top_k or --num_beams below 1 (an empty answer, or
+    a beam search with no beam)."""
+    for flag, value, what in (("top_k", top_k, "candidates printed per [MASK]"),
+                              ("num_beams", num_beams, "beams of --sampler beam")):
+        if value < 1:
+            raise ValueError(f"--{flag}={value} must be >= 1 ({what}); pass 1 or more.")
 
 
 def main(argv):
@@ -79,6 +90,7 @@ def main(argv):
         return USER_ERROR
 
     def predict():
+        check_search(FLAGS.top_k, FLAGS.num_beams)  # before loading the run
         predictor = Predictor(FLAGS.run)
         for text in FLAGS.text:
             for line in predictor.predict(text, FLAGS.top_k, FLAGS.sampler, FLAGS.num_beams):

@@ -35,7 +35,9 @@ def run(config_path, overrides=(), output_dir=None, verbose=True, reexport=False
 
     config = load_config(config_path, overrides)
     name = os.path.splitext(os.path.basename(config_path))[0]
-    output_dir = output_dir or config.runtime.output_dir or os.path.join("runs", name)
+    # --output_dir=~/runs is not expanded by the shell (nor is a YAML value).
+    output_dir = os.path.expanduser(output_dir or config.runtime.output_dir
+                                    or os.path.join("runs", name))
     if config.runtime.strategy == "mirrored" and config.runtime.num_devices > 1:
         import tensorflow as tf
 
