@@ -10,9 +10,11 @@ One config file describes a run in seven sections:
     train      steps, seed, evaluation and logging cadence
     runtime    precision, distribution strategy, XLA, checkpointing, output
 
-Unknown keys, wrong types and impossible values fail *before* any work
-starts, with one line that names the key and the fix (`ConfigError`).
-Command-line overrides use dotted keys: `--set model.num_layers=4`.
+Unknown keys, wrong types and impossible values (NaN or Inf included) fail
+*before* any work starts, with one line that names the key and the fix
+(`ConfigError`). Command-line overrides use dotted keys: `--set
+model.num_layers=4`. YAML anchors and aliases are refused (a few nested
+aliases expand to billions of values), and `~` in a path is the home folder.
 
 This module owns the schema and the checks that hold for every family.
 What a setting means for one family (the default `masking.strategy`, which
@@ -34,6 +36,7 @@ tfmask.errors.ConfigError: Unknown key model.num_layer; did you mean model.num_l
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from typing import Optional
@@ -44,6 +47,11 @@ from tfmask.errors import ConfigError  # noqa: F401  (part of this module's inte
 from tfmask.run_folder import RunFolder
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
+# Encoder + decoder blocks at most: a functional Keras model is walked
+# recursively, one Python frame per layer, and TensorFlow sets Python's
+# recursion limit to 3000 (num_layers=10000 crashed after minutes of
+# building). The deepest Transformers trained (DeepNet) have 1000.
+MAX_LAYERS = 1000
 DISTRIBUTION = ("default", "mirrored", "multi_worker", "tpu")
 
 
@@ -236,6 +244,22 @@ def check_choice(key, value, choices):
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}.")
 
 
+def _finite_floats(config):
+    """Every float setting of the schema is a finite number: YAML reads
+    `.nan` and `.inf` as floats, and NaN passes every `<`/`>` check (a NaN
+    clipnorm silently turns clipping off, a NaN learning rate ends the run
+    as a divergence)."""
+    for section in dataclasses.fields(config):
+        values = getattr(config, section.name)
+        hints = typing.get_type_hints(type(values))
+        for field in dataclasses.fields(values):
+            value = getattr(values, field.name)
+            if hints[field.name] in (float, Optional[float]) and value is not None and \
+                    not math.isfinite(value):
+                raise ConfigError(f"{section.name}.{field.name}={value} is not a finite number; "
+                                  "set a real value.")
+
+
 def _positive(key, value, allow_zero=False):
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{key}={value} must be {'>= 0' if allow_zero else '> 0'}.")
@@ -261,6 +285,22 @@ def _check_dataset_names(names):
             hint = f"did you mean {close[0]}?" if close else (
                 "see `python -m tfmask.datasets list`, or use tfds:NAME or file:PATH.")
             raise ConfigError(f"data.name={name!r} is not a known dataset; {hint}")
+
+
+def _check_dataset_options(data):
+    """`data.dataset_options` keys a file: source takes (a registry dataset
+    refuses any when loaded; tfds: passes them on to
+    `tensorflow_datasets.load`, which names a wrong one itself)."""
+    from tfmask.datasets.reader import FILE_OPTIONS
+
+    if not any(name.startswith("file:") for name in data.name.split("+")):
+        return
+    for key in data.dataset_options:
+        if key not in FILE_OPTIONS:
+            close = difflib.get_close_matches(str(key), FILE_OPTIONS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"data.dataset_options.{key} is not an option of file: sources; "
+                              f"{hint}They take {', '.join(FILE_OPTIONS)}.")
 
 
 def _below_one(key, value):
@@ -293,6 +333,10 @@ def _check_numbers(config):
     _positive("train.max_seconds", train.max_seconds, allow_zero=True)
     _positive("data.shuffle_buffer", config.data.shuffle_buffer, allow_zero=True)
     _positive("masking.max_predictions", config.masking.max_predictions)
+    _positive("masking.patch_size", config.masking.patch_size)
+    if config.masking.span_length < 1:
+        raise ConfigError(f"masking.span_length={config.masking.span_length} must be >= 1 "
+                          "(time steps per hidden span).")
     if config.masking.mean_noise_span_length < 1:
         raise ConfigError(f"masking.mean_noise_span_length={config.masking.mean_noise_span_length}"
                           " must be >= 1 (tokens per span).")
@@ -309,12 +353,36 @@ def _check_numbers(config):
             raise ConfigError(f"train.extra_eval_splits holds {split!r}; list split names.")
 
 
+def _check_model_sizes(model):
+    """Every size is positive (before any division by one), the blocks are
+    at most `MAX_LAYERS`, and the heads split the hidden size."""
+    for key in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim", "num_classes",
+                "embedding_dim", "lstm_units"):
+        _positive(f"model.{key}", getattr(model, key))
+    if model.decoder_num_layers is not None:
+        _positive("model.decoder_num_layers", model.decoder_num_layers)
+    layers = model.num_layers + (model.decoder_num_layers or 0)
+    if layers > MAX_LAYERS:
+        name = ("num_layers" if model.num_layers >= (model.decoder_num_layers or 0)
+                else "decoder_num_layers")
+        both = f" ({layers} encoder and decoder blocks)" if model.decoder_num_layers else ""
+        raise ConfigError(
+            f"model.{name}={getattr(model, name)}{both} is more than the {MAX_LAYERS} blocks "
+            "tfmask builds (Keras walks a model's graph recursively and overflows Python's "
+            "stack at a few thousand layers); lower it.")
+    if model.pretrained is None and model.hidden_dim % model.num_heads:
+        raise ConfigError(
+            f"model.num_heads={model.num_heads} does not divide model.hidden_dim="
+            f"{model.hidden_dim}; pick heads that divide the hidden size.")
+
+
 def check_settings(config, check_data=True):
     """Cross-field checks that hold for every family; raises ConfigError
     naming the key and the fix. `check_data=False` skips checking that the
     data source and a pretrained folder exist (a trained run predicts
     without its data). The family's own checks follow in its task."""
     model, data, masking = config.model, config.data, config.masking
+    _finite_floats(config)
     check_choice("runtime.precision", config.runtime.precision, PRECISIONS)
     check_choice("runtime.strategy", config.runtime.strategy, DISTRIBUTION)
     check_choice("schedule.decay", config.schedule.decay, ("linear", "cosine", "constant"))
@@ -330,12 +398,8 @@ def check_settings(config, check_data=True):
                           "`python -m tfmask.datasets list`), tfds:NAME or file:PATH.")
     if check_data:
         _check_dataset_names(data.name)
-    if model.pretrained is None and model.hidden_dim % model.num_heads:
-        raise ConfigError(
-            f"model.num_heads={model.num_heads} does not divide model.hidden_dim="
-            f"{model.hidden_dim}; pick heads that divide the hidden size.")
-    for key in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim", "num_classes"):
-        _positive(f"model.{key}", getattr(model, key))
+        _check_dataset_options(data)
+    _check_model_sizes(model)
     _positive("runtime.steps_per_execution", config.runtime.steps_per_execution)
     for key in ("sequence_length", "batch_size", "eval_batch_size", "vocabulary_size",
                 "target_length"):
@@ -370,10 +434,61 @@ def check_settings(config, check_data=True):
                           f"train.steps={config.train.steps}; lower it.")
 
 
+def _expand_user(path):
+    """`~` and `~user` at the start of a path made the home folder, as a
+    shell does; `gs://` and other URLs are left alone."""
+    return path if "://" in path else os.path.expanduser(path)
+
+
+def expand_user_paths(config):
+    """The config with `~` expanded in every path it holds: file: sources in
+    data.name, data.vocabulary (a vocab.txt), model.pretrained (a folder)
+    and runtime.output_dir. No shell expands a YAML value or the part after
+    `--set key=`, so `~/data.jsonl` would name a folder called `~`."""
+    data, model, runtime = config.data, config.model, config.runtime
+    name = "+".join(f"file:{_expand_user(part[5:])}" if part.startswith("file:") else part
+                    for part in data.name.split("+"))
+    vocabulary = (data.vocabulary if data.vocabulary in ("train", "pretrained")
+                  else _expand_user(data.vocabulary))
+    pretrained = (model.pretrained if model.pretrained in (None, "minilm")
+                  else _expand_user(model.pretrained))
+    return dataclasses.replace(
+        config, data=dataclasses.replace(data, name=name, vocabulary=vocabulary),
+        model=dataclasses.replace(model, pretrained=pretrained),
+        runtime=dataclasses.replace(runtime, output_dir=_expand_user(runtime.output_dir)))
+
+
 def parse_config(values):
     """A nested dict (parsed YAML) -> `Config`: unknown keys and wrong types
     refused in one line; nothing resolved yet."""
     return _section_from_dict(Config, values or {}, "")
+
+
+class AliasRefused(yaml.YAMLError):
+    """A YAML anchor (&name) or alias (*name) in a config or a `--set` value."""
+
+    def __init__(self, mark):
+        super().__init__(f"line {mark.line + 1}")
+        self.line = mark.line + 1
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` without anchors and aliases: a few nested aliases
+    expand to 10^9 entries (a "billion laughs"), which hang a run while it
+    reads `data.dataset_options` or `masking.terms`. Configs are short;
+    writing a value twice costs nothing."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise AliasRefused(event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(stream):
+    """YAML text or a stream -> Python values, as `yaml.safe_load` reads
+    them but refusing anchors and aliases (`AliasRefused`)."""
+    return yaml.load(stream, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def apply_overrides(values, overrides):
@@ -391,7 +506,10 @@ def apply_overrides(values, overrides):
             raise ConfigError(f"--set {key}: section {parts[0]} is not a mapping in the config.")
         section = dict(section)
         try:
-            section[parts[1]] = yaml.safe_load(raw)
+            section[parts[1]] = load_yaml(raw)
+        except AliasRefused:
+            raise ConfigError(f"--set {override!r} uses a YAML anchor or alias (&name, *name); "
+                              "write the value out instead.") from None
         except yaml.YAMLError as error:
             raise ConfigError(f"--set {override!r}: the value is not valid YAML "
                               f"({str(error).splitlines()[0]}); quote it or fix it.") from None
@@ -402,15 +520,20 @@ def apply_overrides(values, overrides):
 def read_config_values(path, overrides=()):
     """A YAML config file's values with `--set` overrides applied (a nested
     dict, not checked yet: see `tfmask.tasks.load_config`)."""
+    path = os.path.expanduser(path)
     try:
         with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
+            values = load_yaml(f) or {}
     except FileNotFoundError:
         raise ConfigError(f"Config file {path} does not exist; see configs/ for examples.") from None
     except IsADirectoryError:
         raise ConfigError(f"Config {path} is a folder; pass a YAML file.") from None
     except UnicodeDecodeError:
         raise ConfigError(f"Config {path} is not UTF-8 text; pass a YAML file.") from None
+    except AliasRefused as alias:
+        raise ConfigError(f"{path} line {alias.line} uses a YAML anchor or alias (&name, *name), "
+                          "which can expand to billions of values; write the values out."
+                          ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(values, dict):

@@ -22,7 +22,13 @@ Example:
 'none'
 """
 
-from tfmask.config import check_choice, check_settings, parse_config, read_config_values
+from tfmask.config import (
+    check_choice,
+    check_settings,
+    expand_user_paths,
+    parse_config,
+    read_config_values,
+)
 from tfmask.models.registry import Registry
 from tfmask.tasks.causal_lm import CausalLMTask
 from tfmask.tasks.classifier import ClassifierTask
@@ -49,6 +55,7 @@ def resolve_config(config, check_data=True):
     check_choice("model.family", config.model.family, TASKS.names())
     if config.masking.strategy is not None:
         check_choice("masking.strategy", config.masking.strategy, STRATEGIES)
+    config = expand_user_paths(config)
     check_settings(config, check_data)
     task = TASKS.get(config.model.family)
     config = task.resolve(config, check_data)
