@@ -6,12 +6,14 @@ supervision (prefixes, signals, a failed worker, the timeout) with stand-in
 workers (`python -c`, no TensorFlow), so they take seconds. The journeys run
 the command itself: two real workers train the tiny MLM; workers that fail
 at once end the launcher in bounded time; a launcher killed with -9 leaves
-no worker behind.
+no worker behind; docs/scale.md's Slurm script and Kubernetes Job, run with
+stand-ins for srun, scontrol and the trainer, give every task its TF_CONFIG.
 """
 
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -329,3 +331,101 @@ def _running(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# ------------------------------------------------------------ docs/scale.md's cluster recipes
+SCALE = os.path.join(REPO, "docs", "scale.md")
+
+
+def scale_block(start):
+    """The fenced block of docs/scale.md whose first line starts with `start`."""
+    text = open(SCALE, encoding="utf-8").read()
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+    [block] = [b for b in blocks if b.startswith(start)]
+    return block
+
+
+def test_the_page_shows_what_print_tf_config_prints():
+    shown = scale_block("export TF_CONFIG=").splitlines()
+    assert shown == launch.export_lines(["node1:2222", "node2:2222"])
+
+
+def stubs(folder):
+    """A PATH folder where `python -m tfmask.train` prints its TF_CONFIG and
+    arguments (every other python is the real one), `srun` runs its command
+    once per task of two with SLURM_PROCID set, and `scontrol show
+    hostnames` expands node[1-2]."""
+    scripts = {
+        "python": f"""#!/bin/sh
+if [ "$1" = "-m" ] && [ "$2" = "tfmask.train" ]; then
+  shift 2; printf 'TRAIN %s | %s\\n' "$TF_CONFIG" "$*"; exit 0
+fi
+exec {sys.executable} "$@"
+""",
+        "srun": """#!/bin/sh
+for i in 0 1; do SLURM_PROCID=$i "$@" || exit $?; done
+""",
+        "scontrol": """#!/bin/sh
+[ "$1 $2 $3" = "show hostnames node[1-2]" ] && printf 'node1\\nnode2\\n'
+""",
+    }
+    for name, text in scripts.items():
+        path = folder / name
+        path.write_text(text)
+        path.chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}",
+            "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def trained(stdout):
+    """[(TF_CONFIG as a dict, tfmask.train's arguments)] of the stub's lines."""
+    found = []
+    for line in stdout.splitlines():
+        if line.startswith("TRAIN "):
+            config, args = line[len("TRAIN "):].split(" | ")
+            found.append((json.loads(config), args))
+    return found
+
+
+TRAIN_ARGS = "--config configs/mlm_austen_wordnet.yaml --set runtime.strategy=multi_worker"
+
+
+@pytest.mark.journey
+def test_the_slurm_script_gives_each_task_its_tf_config(tmp_path):
+    script = tmp_path / "train.sbatch"
+    script.write_text(scale_block("#!/bin/bash"))
+    done = subprocess.run(["bash", str(script)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**stubs(tmp_path),
+                                            "SLURM_JOB_NODELIST": "node[1-2]"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    tasks = trained(done.stdout)
+    assert [config for config, _ in tasks] == [
+        json.loads(launch.tf_config(["node1:2222", "node2:2222"], i)) for i in (0, 1)]
+    assert all(args == f"{TRAIN_ARGS} --output_dir /shared/runs/mlm" for _, args in tasks)
+
+
+@pytest.mark.journey
+def test_the_kubernetes_job_gives_each_pod_its_tf_config(tmp_path):
+    import yaml
+
+    service, job = yaml.safe_load_all(scale_block("apiVersion: v1\nkind: Service"))
+    pods = job["spec"]["template"]["spec"]
+    # The headless Service names the pods' subdomain and selects the Job's pods.
+    assert service["spec"]["clusterIP"] == "None"
+    assert pods["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["selector"] == {"job-name": job["metadata"]["name"]}
+    assert job["spec"]["completionMode"] == "Indexed"
+    count = job["spec"]["completions"]
+    assert job["spec"]["parallelism"] == count
+    name, subdomain = job["metadata"]["name"], pods["subdomain"]
+    hosts = [f"{name}-{i}.{subdomain}:2222" for i in range(count)]
+    [container] = pods["containers"]
+    assert container["command"] == ["bash", "-c"]
+    for index in range(count):
+        done = subprocess.run(["bash", "-c", container["args"][0]], cwd=REPO,
+                              capture_output=True, text=True, timeout=120,
+                              env={**stubs(tmp_path), "JOB_COMPLETION_INDEX": str(index)})
+        assert done.returncode == 0, done.stderr[-3000:]
+        [(config, args)] = trained(done.stdout)
+        assert config == json.loads(launch.tf_config(hosts, index))
+        assert args == f"{TRAIN_ARGS} --output_dir /runs/mlm"
