@@ -69,6 +69,13 @@ def worker_index():
     return task.get("type", "chief"), task.get("index", 0), "chief" in config.get("cluster", {})
 
 
+def num_workers():
+    """How many worker processes train together (chief included), from
+    TF_CONFIG; 1 without a cluster."""
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    return max(1, sum(len(cluster.get(kind, [])) for kind in ("chief", "worker")))
+
+
 def is_chief():
     """True on the one worker that keeps checkpoints, logs and exports.
 

@@ -47,7 +47,7 @@ from tfmask.serving import export_serving
 from tfmask.tasks import build_task
 from tfmask.training.precision import precision_warning, resolve_precision
 from tfmask.training.schedule import WarmupDecay
-from tfmask.training.strategy import is_chief, make_strategy, worker_index
+from tfmask.training.strategy import is_chief, make_strategy, num_workers, worker_index
 from tfmask.training.token_buckets import TokenBuckets
 
 
@@ -134,6 +134,10 @@ class Trainer:
         self._stop = None  # the signal flag while fit() runs
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
+        # Several processes train together: every decision that ends in a
+        # collective (stop on a signal, stop on train.max_seconds) is agreed.
+        self.workers = num_workers() if config.runtime.strategy == "multi_worker" else 1
+        self._agree = self._make_agreement() if self.workers > 1 else None
 
     # ---------------------------------------------------------------- set-up
     def _checkpoint_dir(self):
@@ -266,6 +270,35 @@ class Trainer:
         compiled_step = self._compiled(replica_step, self.config.data.eval_batch_size)
         return tf.function(lambda batch: strategy.run(compiled_step, args=(batch,)))
 
+    def _make_agreement(self):
+        """Flags [SIGTERM, SIGINT, out of time, timed save due] -> how many
+        replicas of all workers raised each (one all-reduce of four integers):
+        a SIGTERM to any worker stops all of them at the same step, with one
+        checkpoint; train.max_seconds and runtime.checkpoint_seconds, timed
+        by each worker, become one decision."""
+        strategy = self.strategy
+
+        @tf.function
+        def agree(local):
+            values = strategy.run(lambda: tf.identity(local))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None)
+
+        return agree
+
+    def _agreed_stop(self, out_of_time=False, save_due=False, together=True):
+        """(signal number or 0, out of time, a timed save due) as every worker
+        sees it: each is true when it is true at any worker. `together=False`
+        where only this process runs (the chief's export)."""
+        signal_number = self._stop.signal_number if self._stop is not None else 0
+        if self._agree is None or not together:
+            return signal_number, out_of_time, save_due
+        handled = _StopSignals.SIGNALS
+        local = [int(signal_number == number) for number in handled]
+        counts = self._agree(tf.constant(local + [int(out_of_time), int(save_due)],
+                                         tf.int32)).numpy()
+        signalled = [number for number, count in zip(handled, counts) if count]
+        return (int(signalled[0]) if signalled else 0), bool(counts[-2]), bool(counts[-1])
+
     # ------------------------------------------------------------- running
     def _log(self, record):
         if not self.chief:
@@ -312,21 +345,25 @@ class Trainer:
         try:
             with _StopSignals(verbose=self.verbose) as stop:
                 self._stop = stop
-                return self._fit(folder, stop, reexport)
+                return self._fit(folder, reexport)
         finally:
             self._stop = None
             folder.release()
 
-    def _stop_if_signalled(self, during):
-        """Raises `Interrupted` when SIGTERM / SIGINT arrived; only where the
-        work done so far is already checkpointed (the caller's promise)."""
-        if self._stop is not None and self._stop.signal_number:
-            raise Interrupted(self._stop.signal_number, int(self.step.numpy()), during)
+    def _stop_if_signalled(self, during, together=True):
+        """Raises `Interrupted` when SIGTERM / SIGINT arrived (at any worker,
+        when `together`); only where the work done so far is already
+        checkpointed (the caller's promise)."""
+        signal_number, _, _ = self._agreed_stop(together=together)
+        if signal_number:
+            raise Interrupted(signal_number, int(self.step.numpy()), during)
 
-    def _fit(self, folder, stop, reexport):
+    def _fit(self, folder, reexport):
         config = self.config
         if self.chief:
             folder.clean_leftovers()
+        else:  # a temporary copy a stopped run left; never read back
+            shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
         self._check_data()
         self.writer = tf.summary.create_file_writer(folder.logs_dir)
         restored = self._restore()
@@ -365,6 +402,8 @@ class Trainer:
             self.train_seconds += spent
             out_of_time = bool(config.train.max_seconds) and \
                 self.train_seconds >= config.train.max_seconds
+            late = every_seconds and time.monotonic() - last_save >= every_seconds
+            signal_number, out_of_time, late = self._agreed_stop(out_of_time, late)
             last = step == config.train.steps or out_of_time
             if step % config.train.log_every == 0 or last:
                 record = {"step": step,
@@ -386,12 +425,11 @@ class Trainer:
                     self.manager.save(checkpoint_number=step)
                     raise
             due = config.runtime.checkpoint_every and step % config.runtime.checkpoint_every == 0
-            late = every_seconds and time.monotonic() - last_save >= every_seconds
-            if due or late or stop.signal_number:
+            if due or late or signal_number:
                 self.manager.save(checkpoint_number=step)
                 last_save = time.monotonic()
-            if stop.signal_number:
-                raise Interrupted(stop.signal_number, step)
+            if signal_number:
+                raise Interrupted(signal_number, step)
             if out_of_time:
                 if self.verbose:
                     print(f"\ntrain.max_seconds={config.train.max_seconds} reached at step {step}.")
@@ -479,12 +517,12 @@ class Trainer:
             if self.task.vocabulary_path:  # dense families read no vocabulary
                 shutil.copy(self.task.vocabulary_path, staged.vocabulary)
             self.model.save(staged.model)
-            self._stop_if_signalled("export")
+            self._stop_if_signalled("export", together=False)  # the chief alone exports
             if self.config.runtime.export_saved_model:
                 export_serving(self.task, self.model, staged.saved_model)
             # The step it was made from: a rerun redoes an export that is behind.
             staged.write_record(int(self.step.numpy()))
-            self._stop_if_signalled("export")
+            self._stop_if_signalled("export", together=False)
         except BaseException:
             shutil.rmtree(staged.path, ignore_errors=True)
             raise
@@ -542,10 +580,11 @@ def _config_in_checkpoints(folder):
 
 
 def _checkpoint_seconds(config):
-    """runtime.checkpoint_seconds resolved: unset = 600 s on one host."""
+    """runtime.checkpoint_seconds resolved: unset = 600 s (agreed by the
+    workers of a multi_worker run); 0 on TPUs, whose hosts time themselves."""
     seconds = config.runtime.checkpoint_seconds
     if seconds is None:
-        return 0.0 if config.runtime.strategy in ("multi_worker", "tpu") else 600.0
+        return 0.0 if config.runtime.strategy == "tpu" else 600.0
     return seconds
 
 

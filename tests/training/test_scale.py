@@ -1,0 +1,110 @@
+"""Several worker processes on localhost (`multi_worker` over TF_CONFIG), as
+a cluster runs them: a SIGTERM to one worker stops every worker at one
+checkpoint, the rerun of the same commands resumes to the weights of an
+uninterrupted run, and `train.max_seconds` is one decision for all."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.training.test_trainer import REPO, TINY_MLM, _free_port, read_metrics
+
+pytestmark = pytest.mark.journey
+
+TOGETHER = ("runtime.strategy=multi_worker", "schedule.decay=constant",
+            "runtime.checkpoint_every=0", "runtime.export=false", "train.log_every=2")
+
+
+def start_workers(output_dir, *sets, count=2):
+    """`count` workers of `python -m tfmask.train` on 127.0.0.1 (worker 0 is the chief)."""
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(count)]}
+    args = [sys.executable, "-m", "tfmask.train", "--config", TINY_MLM,
+            "--output_dir", str(output_dir)]
+    for value in sets:
+        args += ["--set", value]
+    workers = []
+    for index in range(count):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        workers.append(subprocess.Popen(
+            args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config}))
+    return workers
+
+
+def finish(workers, timeout=300):
+    """[(exit code, stdout, stderr)] of every worker; none outlives `timeout`."""
+    results = []
+    deadline = time.time() + timeout
+    for worker in workers:
+        try:
+            out, err = worker.communicate(timeout=max(1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            for other in workers:
+                other.kill()
+            raise
+        results.append((worker.returncode, out, err))
+    return results
+
+
+def checkpoint_values(prefix):
+    """Every variable of a checkpoint but its step and config, by name."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith(("step", "run_config", "save_counter", "_CHECKPOINTABLE"))}
+
+
+def test_sigterm_to_one_worker_stops_every_worker_at_one_checkpoint(tmp_path):
+    """Before: worker 1 exited 143 with only its own temporary copy, worker 0
+    exited 2 with nothing, and the rerun died in a collective (worker 1
+    resumed from its copy, worker 0 from step 0)."""
+    run = tmp_path / "run"
+    workers = start_workers(run, "train.steps=400", *TOGETHER)
+    deadline = time.time() + 240
+    while time.time() < deadline and all(w.poll() is None for w in workers):
+        if (run / "metrics.jsonl").exists() and len(read_metrics(run)) >= 2:
+            break
+        time.sleep(0.1)
+    workers[1].send_signal(signal.SIGTERM)
+    results = finish(workers)
+    steps = []
+    for code, _, err in results:
+        assert code == 128 + signal.SIGTERM, err[-3000:]
+        steps.append(int(err.split("stopped by SIGTERM at step ")[1].split(";")[0]))
+    stopped = steps[0]
+    assert steps == [stopped, stopped] and stopped < 400
+    assert (run / "checkpoints" / f"ckpt-{stopped}.index").exists()
+
+    # The same commands again: every worker resumes from the chief's checkpoint.
+    total = stopped + 4
+    results = finish(start_workers(run, f"train.steps={total}", *TOGETHER))
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+        assert f"ckpt-{stopped} at step {stopped}" in out, out[-2000:]
+    results = finish(start_workers(tmp_path / "whole", f"train.steps={total}", *TOGETHER))
+    assert all(code == 0 for code, _, _ in results), results[0][2][-3000:]
+    resumed = checkpoint_values(str(run / "checkpoints" / f"ckpt-{total}"))
+    whole = checkpoint_values(str(tmp_path / "whole" / "checkpoints" / f"ckpt-{total}"))
+    assert resumed.keys() == whole.keys() and len(whole) > 10
+    for name, value in whole.items():
+        np.testing.assert_allclose(resumed[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_max_seconds_is_one_decision_for_every_worker(tmp_path):
+    """Each worker timed itself before: one could stop while the other waited
+    in a collective. Now both stop after the same step."""
+    results = finish(start_workers(tmp_path / "run", "train.steps=100000",
+                                   "train.max_seconds=4", *TOGETHER))
+    finals = []
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+        finals.append(out.split("train.max_seconds=4 reached at step ")[1].split(".")[0])
+    assert finals[0] == finals[1]
+    rows = [r for r in read_metrics(tmp_path / "run") if "train_steps" in r]
+    assert [r["train_steps"] for r in rows] == [float(finals[0])]
