@@ -345,9 +345,11 @@ def _check_numbers(config):
     _positive("runtime.num_devices", runtime.num_devices, allow_zero=True)
     if runtime.checkpoint_seconds is not None:
         _positive("runtime.checkpoint_seconds", runtime.checkpoint_seconds, allow_zero=True)
-        if runtime.checkpoint_seconds and runtime.strategy in ("multi_worker", "tpu"):
-            raise ConfigError("runtime.checkpoint_seconds would make workers save at different "
-                              "steps; use runtime.checkpoint_every with multi_worker or tpu.")
+        # multi_worker agrees on it at every step (the trainer's all-reduce);
+        # TPU hosts time themselves.
+        if runtime.checkpoint_seconds and runtime.strategy == "tpu":
+            raise ConfigError("runtime.checkpoint_seconds would make TPU hosts save at "
+                              "different steps; use runtime.checkpoint_every with tpu.")
     for split in train.extra_eval_splits:
         if not isinstance(split, str) or not split:
             raise ConfigError(f"train.extra_eval_splits holds {split!r}; list split names.")
@@ -420,9 +422,9 @@ def check_settings(config, check_data=True):
                           "with a Hugging Face BERT config.json, nor a tfmask run with "
                           "export/model.keras; fix the path.")
     _check_numbers(config)
-    if config.train.max_seconds and config.runtime.strategy in ("multi_worker", "tpu"):
-        raise ConfigError("train.max_seconds would stop workers at different steps; use "
-                          "train.steps with runtime.strategy=multi_worker or tpu.")
+    if config.train.max_seconds and config.runtime.strategy == "tpu":
+        raise ConfigError("train.max_seconds would stop TPU hosts at different steps; use "
+                          "train.steps with runtime.strategy=tpu.")
     if model.padding_free and config.runtime.strategy == "tpu":
         raise ConfigError("model.padding_free=true is not available on TPUs (the trainer "
                           "buckets token counts per XLA call, which a TPU step cannot "

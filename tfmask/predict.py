@@ -57,10 +57,11 @@ class Predictor:
             raise ValueError(f"model.family={self.config.model.family} reads arrays, not "
                              "--text: load export/model.keras (keras.models.load_model, "
                              "with tfmask imported) and call it on your arrays.")
-        vocabulary = folder.export.vocabulary
+        export = folder.current_export()  # never an export behind the run's checkpoints
+        vocabulary = export.vocabulary
         self.tokenizer = config_tokenizer(self.config, vocabulary)
         self.task = TASKS.get(self.config.model.family)(self.config, self.tokenizer, vocabulary)
-        self.model = keras.models.load_model(folder.export.model)
+        self.model = keras.models.load_model(export.model)
 
     def predict(self, text, top_k=5, sampler="greedy", num_beams=4):
         """Printable lines: fill-mask candidates, class probabilities or a generation."""

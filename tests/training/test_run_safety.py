@@ -251,10 +251,13 @@ def test_7_a_default_run_checkpoints_by_time():
     from tfmask.training.trainer import _checkpoint_seconds
 
     assert _checkpoint_seconds(config) == 600.0
+    # Workers agree on a timed save (one all-reduce per step); TPU hosts cannot.
     values = tiny_config("mlm_whole_word", runtime={"strategy": "multi_worker"})
+    assert _checkpoint_seconds(config_from_dict(values)) == 600.0
+    values = tiny_config("mlm_whole_word", runtime={"strategy": "tpu"})
     assert _checkpoint_seconds(config_from_dict(values)) == 0.0
     values["runtime"]["checkpoint_seconds"] = 60
-    with pytest.raises(ConfigError, match="checkpoint_seconds would make workers"):
+    with pytest.raises(ConfigError, match="checkpoint_seconds would make TPU hosts"):
         config_from_dict(values)
 
 

@@ -101,7 +101,7 @@ class DenseTask(Task):
             parameters=layers * (hidden * hidden + 2 * hidden * model.intermediate_dim),
             activations=activation_bytes(config) * data.batch_size * layers * (
                 2 * hidden + model.intermediate_dim),
-            attention=0,
+            attention=0, blocks=layers,
             keys={"parameters": ("model.num_layers", "model.hidden_dim",
                                  "model.intermediate_dim"),
                   "activations": ("data.batch_size", "model.num_layers", "model.hidden_dim")})
@@ -280,11 +280,12 @@ class DenseClassifierTask(DenseTask):
         model = DenseClassifierModel(num_classes=config.model.num_classes, dtype=dtype,
                                      **self.encoder_kwargs())
         if config.model.pretrained:
-            path = RunFolder(config.model.pretrained).export.model
+            folder = RunFolder(config.model.pretrained)
+            path = folder.export.model
             if not os.path.isfile(path):
                 raise ConfigError(f"model.pretrained={config.model.pretrained!r}: a dense "
                                   "classifier starts from a masked_autoencoder run folder.")
-            pretrained = keras.models.load_model(path)
+            pretrained = keras.models.load_model(folder.current_export().model)
             theirs, ours = pretrained.encoder.get_config(), model.encoder.get_config()
             # The statistics are the new run's data; the architecture must match.
             own = ("name", "dtype", "trainable", "mean", "variance")
