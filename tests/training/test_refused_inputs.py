@@ -66,11 +66,16 @@ def test_1_the_memory_estimate_names_the_largest_part():
     from tfmask.tasks.memory import StepMemory, check_step_memory
 
     config = config_from_dict(tiny_config("mlm"))
-    memory = StepMemory(parameters=10**9, activations=1, attention=1)
-    with pytest.raises(ConfigError, match=r"model.num_layers=1, model.hidden_dim=32 need at "
+    memory = StepMemory(parameters=10**9, activations=1, attention=1, blocks=1)
+    with pytest.raises(ConfigError, match=r"^model.num_layers=1, model.hidden_dim=32 need at "
                                           r"least 14.9 GiB .* than this machine's 1.0 GiB"):
         check_step_memory(config, memory, available=2**30)
     check_step_memory(config, memory, available=2**40)  # fits: nothing to say
+    deep = StepMemory(parameters=1, activations=1, attention=1, blocks=1000)
+    with pytest.raises(ConfigError, match=r"^model.num_layers=1 needs at least 7.8 GiB .* "
+                                          r"7.8 GiB layers and graph\), .*; lower "
+                                          r"model.num_layers\.$"):
+        check_step_memory(config, deep, available=2**30)
 
 
 def test_1_every_shipped_config_fits_a_small_machine():

@@ -231,9 +231,10 @@ class Task(abc.ABC):
     def step_memory(cls, config):
         """What one training step holds at least (`tfmask.tasks.memory`): a
         Transformer encoder over data.sequence_length tokens, its attention
-        scores and `output_values` logits. A pretrained encoder's sizes are
-        the checkpoint's, unknown before it is read: one layer of width 1
-        (still a lower bound). Families with other models override it."""
+        scores, `output_values` logits and its blocks' graph. A pretrained
+        encoder's sizes are the checkpoint's, unknown before it is read: one
+        layer of width 1 (still a lower bound). Families with other models
+        override it."""
         model, data = config.model, config.data
         layers, heads, hidden, inner = ((1, 1, 1, 1) if model.pretrained else (
             model.num_layers, model.num_heads, model.hidden_dim, model.intermediate_dim))
@@ -243,7 +244,7 @@ class Task(abc.ABC):
                                               layers),
             activations=size * (block_values(batch, length, hidden, inner, layers)
                                 + batch * cls.output_values(config)),
-            attention=size * layers * batch * heads * length * length)
+            attention=size * layers * batch * heads * length * length, blocks=layers)
 
     # ------------------------------------------------------------ resolution
     # Every family default is decided here. Those that shape the run are

@@ -10,12 +10,15 @@ The estimate is a lower bound, so that only clear impossibilities are
 refused: float32 weights with their gradients and Adam's two moments (16
 bytes a parameter), one tensor per block kept for the backward pass, one
 attention score per query, key, head and layer (TensorFlow's attention
-materialises them), and the logits, each counted once. The machine's
+materialises them), the logits, each counted once, and 8 MiB per block for
+the model's layers and the traced step's graph, whatever the block's size
+(measured: a 1000-block model of width 32 held 7 GB once built and over
+19 GB while its first step was traced). The machine's
 memory is the host's (`os.sysconf`): a GPU's is not known cheaply and is
 smaller, so the host's is an upper bound for it too.
 
 Example:
->>> memory = StepMemory(parameters=10, activations=10**15, attention=0,
+>>> memory = StepMemory(parameters=10, activations=10**15, attention=0, blocks=0,
 ...                     keys={"activations": ("data.batch_size",)})
 >>> memory.total, format_bytes(memory.total)
 (1000000000000160, '909.5 TiB')
@@ -27,11 +30,13 @@ import os
 from tfmask.errors import ConfigError
 
 ADAM_BYTES = 16  # a float32 weight, its gradient and Adam's two moments
+BLOCK_BYTES = 8 * 2**20  # a block's layers and its share of the traced step's graph
 # What lowers each part of the estimate, for the line that refuses it.
 PART_KEYS = {"parameters": ("model.num_layers", "model.hidden_dim", "model.intermediate_dim",
                             "data.vocabulary_size"),
              "activations": ("data.batch_size", "data.sequence_length", "model.num_layers"),
-             "attention": ("data.sequence_length", "data.batch_size", "model.num_heads")}
+             "attention": ("data.sequence_length", "data.batch_size", "model.num_heads"),
+             "graph": ("model.num_layers",)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,16 +49,22 @@ class StepMemory:
     parameters: int  # weights, gradients and Adam state
     activations: int  # kept for the backward pass, logits included
     attention: int  # attention scores
+    blocks: int  # Transformer blocks (the model's layers and graph)
     keys: dict = dataclasses.field(default_factory=dict)
+
+    def parts(self):
+        """Bytes by part: weights and Adam state, activations, attention
+        scores, the model's layers and graph."""
+        return {"parameters": self.parameters * ADAM_BYTES, "activations": self.activations,
+                "attention": self.attention, "graph": self.blocks * BLOCK_BYTES}
 
     @property
     def total(self):
-        return self.parameters * ADAM_BYTES + self.activations + self.attention
+        return sum(self.parts().values())
 
     def largest(self):
         """The part that needs the most memory, and the keys that lower it."""
-        parts = {"parameters": self.parameters * ADAM_BYTES, "activations": self.activations,
-                 "attention": self.attention}
+        parts = self.parts()
         part = max(parts, key=parts.get)
         return part, self.keys.get(part, PART_KEYS[part])
 
@@ -111,11 +122,19 @@ def check_step_memory(config, memory, available=None):
         memory = dataclasses.replace(memory, activations=0, attention=0)
     if memory is None or not available or memory.total <= available:
         return
-    part, keys = memory.largest()
+    _, keys = memory.largest()
     settings = ", ".join(f"{key}={_setting(config, key)}" for key in keys[:2])
+    parts = memory.parts()
     raise ConfigError(
-        f"{settings} need at least {format_bytes(memory.total)} for one training step "
-        f"({format_bytes(memory.parameters * ADAM_BYTES)} weights and Adam state, "
-        f"{format_bytes(memory.activations)} activations, {format_bytes(memory.attention)} "
-        f"attention scores), more than this machine's {format_bytes(available)}; lower "
-        f"{', '.join(keys[:-1])} or {keys[-1]}.")
+        f"{settings} need{'s' if len(keys) == 1 else ''} at least "
+        f"{format_bytes(memory.total)} for one training step ("
+        f"{format_bytes(parts['parameters'])} weights and Adam state, "
+        f"{format_bytes(parts['activations'])} activations, "
+        f"{format_bytes(parts['attention'])} attention scores, "
+        f"{format_bytes(parts['graph'])} layers and graph), more than this machine's "
+        f"{format_bytes(available)}; lower {_either(keys)}.")
+
+
+def _either(keys):
+    """("a", "b", "c") -> "a, b or c"."""
+    return keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} or {keys[-1]}"

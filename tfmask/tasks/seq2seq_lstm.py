@@ -36,7 +36,7 @@ class Seq2SeqLSTMTask(Seq2SeqTransformerTask):
         return StepMemory(
             parameters=vocabulary * embedding + 2 * lstm + units * vocabulary,
             activations=size * batch * ((source + target) * 4 * units + target * vocabulary),
-            attention=size * batch * target * source,
+            attention=size * batch * target * source, blocks=0,
             keys={"parameters": ("model.lstm_units", "model.embedding_dim",
                                  "data.vocabulary_size"),
                   "activations": ("data.batch_size", "data.sequence_length",

@@ -73,7 +73,9 @@ class Seq2SeqTransformerTask(Task):
             activations=encoder.activations + size * block_values(
                 batch, target, hidden, inner, layers),
             attention=encoder.attention + size * layers * batch * model.num_heads * target * (
-                target + source))
+                target + source),
+            blocks=encoder.blocks + layers,
+            keys={"graph": ("model.num_layers", "model.decoder_num_layers")})
 
     @classmethod
     def output_values(cls, config):
