@@ -62,6 +62,15 @@ def test_1_a_step_larger_than_the_machine_is_refused(capsys, tmp_path, sets, lea
     assert "more than this machine's" in line and lower in line
 
 
+def test_1_a_trained_run_predicts_on_a_smaller_machine():
+    """The memory check is for training here: a run's config read to predict
+    (check_data=False) is not measured against this machine."""
+    values = tiny_config("mlm", data={"batch_size": 10**9})
+    assert config_from_dict(values, check_data=False).data.batch_size == 10**9
+    with pytest.raises(ConfigError, match="more than this machine's"):
+        config_from_dict(values)
+
+
 def test_1_the_memory_estimate_names_the_largest_part():
     from tfmask.tasks.memory import StepMemory, check_step_memory
 

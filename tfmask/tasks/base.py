@@ -40,7 +40,6 @@ from tfmask.tasks.memory import (
     StepMemory,
     activation_bytes,
     block_values,
-    check_step_memory,
     transformer_parameters,
 )
 from tfmask.tasks.shared import pretrained_directory
@@ -193,7 +192,6 @@ class Task(abc.ABC):
                         "data.segmenter: rjieba.")
         cls.validate(config)
         cls.check_sequence_length(config)
-        check_step_memory(config, cls.step_memory(config))
 
     @classmethod
     def refusal_reason(cls, strategy):

@@ -5,13 +5,16 @@
 up here. A user adds one with `TASKS.add("my_family", MyTask)`, where
 `MyTask` subclasses `Task` (or a built-in task) and sets `family`.
 
-A config is read in three steps, each with one owner:
+A config is read in these steps, each with one owner:
 
     tfmask.config.parse_config      schema: unknown keys, wrong types
     tfmask.config.check_settings    checks that hold for every family
     Task.resolve, Task.check        the family's defaults and refusals
+    Task.step_memory                what one training step needs, against
+                                    this machine's memory (tfmask.tasks.memory)
 
-`load_config` and `config_from_dict` run all three.
+`load_config` and `config_from_dict` run them all (the memory check only
+with `check_data`: a trained run predicts on any machine).
 
 Example:
 >>> config = config_from_dict({"model": {"family": "mlm"}, "data": {"name": "austen"}})
@@ -30,6 +33,7 @@ from tfmask.config import (
     read_config_values,
 )
 from tfmask.models.registry import Registry
+from tfmask.tasks.memory import check_step_memory
 from tfmask.tasks.causal_lm import CausalLMTask
 from tfmask.tasks.classifier import ClassifierTask
 from tfmask.tasks.dense import DenseClassifierTask, MaskedAutoencoderTask
@@ -60,6 +64,8 @@ def resolve_config(config, check_data=True):
     task = TASKS.get(config.model.family)
     config = task.resolve(config, check_data)
     task.check(config)
+    if check_data:  # a run to train here (predict reads a trained one on any machine)
+        check_step_memory(config, task.step_memory(config))
     return config
 
 
