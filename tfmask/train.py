@@ -43,9 +43,11 @@ def run(config_path, overrides=(), output_dir=None, verbose=True, reexport=False
 
         if not tf.config.list_physical_devices("GPU"):
             configure_cpu_devices(config.runtime.num_devices)
+    # The trainer first: multi_worker must set up collectives before
+    # TensorFlow runs anything (reading a file: source would).
+    trainer = Trainer(config, output_dir, verbose=verbose)
     if verbose:
         report_file_sources(config)
-    trainer = Trainer(config, output_dir, verbose=verbose)
     return trainer.fit(reexport=reexport), output_dir
 
 

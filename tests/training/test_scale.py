@@ -109,3 +109,87 @@ def test_max_seconds_is_one_decision_for_every_worker(tmp_path):
     assert finals[0] == finals[1]
     rows = [r for r in read_metrics(tmp_path / "run") if "train_steps" in r]
     assert [r["train_steps"] for r in rows] == [float(finals[0])]
+
+
+# ------------------------------------------------------------ per-worker input
+def reviews(tmp_path, count=48):
+    """`count` labelled training reviews whose label is their id (one class
+    each), in reviews_train.jsonl, and a few for validation."""
+    words = ["good", "bad", "dull", "fine", "grand", "poor"]
+    for split, size in (("train", count), ("validation", 16)):
+        with open(tmp_path / f"reviews_{split}.jsonl", "w") as f:
+            for index in range(size):
+                text = f"{split} review {index} was {words[index % 6]} and {words[index * 5 % 6]}"
+                f.write(json.dumps({"text": text, "label": index}) + "\n")
+    return tmp_path / "reviews_{split}.jsonl"
+
+
+def classifier_sets(tmp_path, count=48):
+    """The tiny config as a classifier with no masking: its batches are
+    deterministic, so one worker and two see the same global batches."""
+    return ("model.family=classifier", "masking.strategy=none", f"model.num_classes={count}",
+            f"data.name=file:{reviews(tmp_path, count)}",
+            "data.dataset_options={label_field: label}", "data.vocabulary_size=200")
+
+
+COUNT_LABELS = """
+import json, sys
+import tensorflow as tf
+from tfmask.tasks import load_config
+from tfmask.training.trainer import Trainer
+config = load_config(sys.argv[1], [s for s in sys.argv[3:]])
+trainer = Trainer(config, sys.argv[2], verbose=False)
+iterator = trainer._training_input(0)
+seen = []
+for _ in range(12):  # two epochs of 48 examples in global batches of 8
+    batch = next(iterator)
+    local = trainer.strategy.experimental_local_results(batch)
+    seen.append(sorted(int(x) for part in local for x in part["labels"].numpy()))
+print("SEEN " + json.dumps(seen))
+"""
+
+
+def test_each_worker_reads_its_share_and_every_example_once_per_epoch(tmp_path):
+    """Two workers build their own pipelines (distribute_datasets_from_function):
+    each step they hold disjoint halves of a global batch, and across the
+    workers every example comes once in each epoch."""
+    sets = (*classifier_sets(tmp_path), "runtime.strategy=multi_worker")
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
+    workers = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        workers.append(subprocess.Popen(
+            [sys.executable, "-c", COUNT_LABELS, TINY_MLM, str(tmp_path / "run"), *sets],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config}))
+    seen = []
+    for code, out, err in finish(workers):
+        assert code == 0, err[-3000:]
+        seen.append(json.loads(out.split("SEEN ", 1)[1]))
+    for step in range(12):
+        first, second = seen[0][step], seen[1][step]
+        assert len(first) == len(second) == 4 and not set(first) & set(second)
+    for epoch in (range(0, 6), range(6, 12)):
+        labels = sorted(x for step in epoch for worker in seen for x in worker[step])
+        assert labels == list(range(48)), labels
+
+
+def test_two_workers_train_to_the_losses_of_one(tmp_path):
+    """The same global batches, summed across workers: the losses of a
+    two-worker run are the one-worker run's, within float tolerance."""
+    sets = (*classifier_sets(tmp_path), "train.steps=8", "runtime.export=false",
+            "train.log_every=2", "runtime.checkpoint_every=0")
+    one = subprocess.run(
+        [sys.executable, "-m", "tfmask.train", "--config", TINY_MLM, "--output_dir",
+         str(tmp_path / "one"), *[arg for value in sets for arg in ("--set", value)]],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert one.returncode == 0, one.stderr[-3000:]
+    results = finish(start_workers(tmp_path / "two", *sets, "runtime.strategy=multi_worker"))
+    assert all(code == 0 for code, _, _ in results), results[0][2][-3000:]
+
+    def losses(folder):
+        return [r["train_loss"] for r in read_metrics(folder) if "train_loss" in r]
+
+    assert len(losses(tmp_path / "one")) == 4
+    np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-4)

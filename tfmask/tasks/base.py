@@ -307,11 +307,37 @@ class Task(abc.ABC):
     @functools.cached_property
     def train(self):
         """Infinite, shuffled, masked global batches with static shapes."""
-        return host_features_dropped(self.training_batches())
+        return host_features_dropped(self.training_batches(self.config.data.batch_size))
 
-    def training_batches(self):
-        return self.batches(self.documents(self.config.data.train_split, training=True),
-                            self.config.data.batch_size, training=True)
+    def train_for(self, context):
+        """One worker's own training input, for `distribute_datasets_from_function`:
+        a `tf.distribute.InputContext` -> per-replica batches of this worker's
+        share of the examples. All workers shuffle with one seed, then worker
+        i keeps elements i, i + N, ... of that stream: each step's per-replica
+        batches together hold the global batch's examples, and each example is
+        seen once per epoch across the workers, while each worker tokenizes
+        and masks only its share. Masks are drawn from a seed of the worker's
+        own (`masking_seed`), so workers do not repeat each other's draws."""
+        shard = (context.num_input_pipelines, context.input_pipeline_id)
+        batch_size = context.get_per_replica_batch_size(self.config.data.batch_size)
+        self._input_pipeline = context.input_pipeline_id
+        try:
+            return host_features_dropped(self.training_batches(batch_size, shard))
+        finally:
+            self._input_pipeline = 0
+
+    @property
+    def masking_seed(self):
+        """train.seed, moved for the pipeline of each worker after the first."""
+        return self.config.train.seed + 7919 * getattr(self, "_input_pipeline", 0)
+
+    def training_batches(self, batch_size, shard=None):
+        """Training batches of `batch_size`; `shard=(N, i)` keeps the i-th of
+        every N shuffled documents (one worker's share, `train_for`)."""
+        documents = self.documents(self.config.data.train_split, training=True)
+        if shard:
+            documents = documents.shard(*shard)
+        return self.batches(documents, batch_size, training=True)
 
     @functools.cached_property
     def evaluation(self):

@@ -80,7 +80,7 @@ class ClassifierTask(Task):
         strategies = self.always + (self.training_only if training else [])
         # Evaluation keeps the last partial batch (drop_remainder=False).
         return text_pipeline(documents, self.tokenizer, data.sequence_length, batch_size,
-                             strategies=strategies, seed=self.config.train.seed,
+                             strategies=strategies, seed=self.masking_seed,
                              dynamic=training, text_key=data.text_key,
                              words_key=data.words_key, drop_remainder=training)
 

@@ -207,7 +207,7 @@ class DenseTask(Task):
         rows = documents.map(self._examples, num_parallel_calls=AUTOTUNE)
         batches = rows.batch(batch_size, drop_remainder=training)
         if strategy is not None:
-            batches = mask_dataset(batches, strategy, seed=self.config.train.seed,
+            batches = mask_dataset(batches, strategy, seed=self.masking_seed,
                                    dynamic=training)
         return batches.prefetch(AUTOTUNE)
 

@@ -111,7 +111,7 @@ class MaskedLMTask(Task):
             return self._packed(documents, batch_size, training)
         return text_pipeline(documents, self.tokenizer, data.sequence_length, batch_size,
                              strategies=[s for s in (self.key_terms, self.strategy) if s],
-                             seed=self.config.train.seed,
+                             seed=self.masking_seed,
                              dynamic=training, words_key=data.words_key, text_key=data.text_key,
                              drop_remainder=training)
 
@@ -130,23 +130,32 @@ class MaskedLMTask(Task):
             return self.key_terms(rows, seed=[0, 0]) if self.key_terms else rows
 
         packed = self.packed_batches(documents, tokenize, keys, batch_size, training=dynamic)
-        return mask_dataset(packed, self.strategy, seed=self.config.train.seed, dynamic=dynamic)
+        return mask_dataset(packed, self.strategy, seed=self.masking_seed, dynamic=dynamic)
 
-    def training_batches(self):
+    def training_batches(self, batch_size, shard=None):
         if self.config.masking.dynamic:
-            return super().training_batches()
-        return self._static_rows()
+            return super().training_batches(batch_size, shard)
+        return self._static_rows(batch_size, shard)
 
-    def _static_rows(self):
+    def _static_rows(self, batch_size, shard=None):
         """BERT's static masking: the training split is masked once (rows
         packed once), cached, and every epoch reshuffles those same masked
-        rows. The cache holds the whole masked split in memory."""
+        rows. The cache holds the whole masked split in memory; with several
+        workers each masks the split once and trains on its share of the
+        rows (`shard`), the same rows as one worker would."""
         data = self.config.data
         documents = self.train_subset(load_documents(self.config, data.train_split))
-        rows = self.batches(documents, data.batch_size, training=False).unbatch().cache()
+        # One worker's masks on every worker: they share the split's rows.
+        pipeline, self._input_pipeline = getattr(self, "_input_pipeline", 0), 0
+        try:
+            rows = self.batches(documents, data.batch_size, training=False).unbatch().cache()
+        finally:
+            self._input_pipeline = pipeline
         rows = rows.shuffle(data.shuffle_buffer or WHOLE_SPLIT, seed=self.config.train.seed,
                             reshuffle_each_iteration=True).repeat()
-        return rows.batch(data.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+        if shard:
+            rows = rows.shard(*shard)
+        return rows.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
     def split_batch(self, batch):
         keys = self.sequence_inputs(F.TOKEN_IDS, F.PADDING_MASK, F.MASK_POSITIONS)

@@ -121,7 +121,7 @@ class Seq2SeqTransformerTask(Task):
             # span corruption appends.
             return text_pipeline(documents.map(lambda x: {data.text_key: x[data.text_key]}),
                                  self.tokenizer, data.sequence_length, batch_size,
-                                 strategies=[self.corrupt], seed=self.config.train.seed,
+                                 strategies=[self.corrupt], seed=self.masking_seed,
                                  dynamic=training, text_key=data.text_key, framing="none",
                                  reserve=1, drop_remainder=training)
         pairs = documents.batch(batch_size, drop_remainder=training)

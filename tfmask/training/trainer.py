@@ -378,10 +378,7 @@ class Trainer:
                 "padding_free": self.task.padding_free(config)})
         if restored and self.verbose:
             print(f"Resumed from {restored} at step {start}.")
-        # The pipeline is a function of the seed: skip what was consumed.
-        dataset = self.task.train.skip(start) if start else self.task.train
-        dataset = dataset.with_options(_shard_by_data())
-        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        iterator = self._training_input(start)
         progress = keras.utils.Progbar(config.train.steps, verbose=1 if self.verbose else 0,
                                        stateful_metrics=["loss", "accuracy", "tokens/s"])
         progress.update(start)
@@ -461,6 +458,24 @@ class Trainer:
                 print(f"{folder.export.path} is already this run's export (step {step}); rerun "
                       "with --reexport to write it again.")
         return results
+
+    def _training_input(self, start):
+        """An iterator over the distributed training batches from step
+        `start` on (the pipeline is a function of the seed: what was consumed
+        is skipped). One worker splits each global batch over its replicas;
+        several workers each build their own pipeline over their share of
+        the examples (`Task.train_for`), as Model Garden and the Keras guides
+        do, instead of every worker reading, tokenizing and masking it all."""
+        if self.workers == 1:
+            dataset = self.task.train.skip(start) if start else self.task.train
+            return iter(self.strategy.experimental_distribute_dataset(
+                dataset.with_options(_shard_by_data())))
+
+        def worker_input(context):
+            dataset = self.task.train_for(context)
+            return dataset.skip(start) if start else dataset
+
+        return iter(self.strategy.distribute_datasets_from_function(worker_input))
 
     def _check_data(self):
         """Before training: every split the run reads has examples with the
@@ -634,8 +649,10 @@ def _loss_scale(optimizer):
 
 
 def _shard_by_data():
-    """Workers split each global batch, not the files: the corpora are one
-    TFRecord per split, so file sharding would leave workers without data."""
+    """A distributed global batch is split by element (evaluation, and one
+    worker's replicas in training): the corpora are one TFRecord per split,
+    so file sharding would leave workers without data. Several workers train
+    on inputs of their own (`Trainer._training_input`)."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return options
