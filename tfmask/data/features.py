@@ -46,6 +46,9 @@ MASK_IDS = "mask_ids"
 MASK_WEIGHTS = "mask_weights"
 LABELS = "labels"
 LOSS_WEIGHTS = "loss_weights"
+# 1 for a real example, 0 for a copy that fills an evaluation batch to full
+# size where shapes must be static (TPUs, XLA; `full_batches`).
+EXAMPLE_WEIGHT = "example_weight"
 DECODER_TOKEN_IDS = "decoder_token_ids"
 DECODER_PADDING_MASK = "decoder_padding_mask"
 TARGETS = "targets"

@@ -344,17 +344,21 @@ class Task(abc.ABC):
         """The first `train.eval_batches` batches of the evaluation split."""
         return self.evaluation_for(self.config.data.eval_split)
 
-    def evaluation_for(self, split):
+    def evaluation_for(self, split, static_shapes=False):
         """The same for any split (train.extra_eval_splits), cached after a pass.
 
         take() before cache(): the cache then fills completely and is reused.
         Consumers must read it to the end (no further take()), or tf.data
         discards the partial cache and rebuilds the batches every evaluation.
+        `static_shapes` fills a last partial batch to full size with
+        weight-0 rows (`full_batches`), for TPUs and XLA.
         """
         batches = host_features_dropped(self.batches(
             self.documents(split, training=False), self.config.data.eval_batch_size,
-            training=False))
-        return batches.take(self.config.train.eval_batches).cache()
+            training=False)).take(self.config.train.eval_batches)
+        if static_shapes:
+            batches = full_batches(batches, self.config.data.eval_batch_size)
+        return batches.cache()
 
     def documents(self, split, training):
         documents = load_documents(self.config, split)
@@ -491,6 +495,33 @@ class Task(abc.ABC):
         pieces = documents.batch(256).map(ragged, num_parallel_calls=AUTOTUNE).unbatch()
         packed = pack(pieces, self.config.data.sequence_length, keys=keys)
         return packed.batch(batch_size, drop_remainder=training)
+
+
+def full_batches(batches, batch_size):
+    """Batches of exactly `batch_size` rows with a static batch dimension:
+    a short last batch is filled with copies of its first row, and
+    `example_weight` (1 real, 0 copy) lets the trainer give the copies no
+    weight, so every metric equals the partial-batch one. A TPU compiles
+    one shape per function, and XLA would recompile for the short batch.
+    Copies, not zeros: a row of padding only could make a model's softmax
+    over no keys produce NaN, and 0 * NaN is NaN.
+
+    Example:
+    >>> batches = tf.data.Dataset.range(5).batch(2).map(lambda x: {"ids": x})
+    >>> [b["ids"].tolist() for b in full_batches(batches, 2).as_numpy_iterator()]
+    [[0, 1], [2, 3], [4, 4]]
+    >>> [b[F.EXAMPLE_WEIGHT].tolist() for b in full_batches(batches, 2).as_numpy_iterator()]
+    [[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]]
+    """
+    def fill(batch):
+        count = tf.shape(next(iter(batch.values())))[0]
+        rows = tf.concat([tf.range(count), tf.zeros([batch_size - count], tf.int32)], 0)
+        full = {key: tf.ensure_shape(tf.gather(value, rows), [batch_size, *value.shape[1:]])
+                for key, value in batch.items()}
+        full[F.EXAMPLE_WEIGHT] = tf.cast(tf.range(batch_size) < count, tf.float32)
+        return full
+
+    return batches.map(fill)
 
 
 def host_features_dropped(batches):
