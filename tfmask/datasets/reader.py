@@ -43,7 +43,15 @@ type fails naming the file and line. A PATH holding `{split}` names one
 file per split. Otherwise the file is one pool: split "all" is all of it,
 and "train"/"validation"/"test" are a fixed 80/10/10 partition by a
 fingerprint of `text` (identical texts share a split; CoNLL and word-list
-JSONL have a `text` of the words joined by spaces).
+JSONL have a `text` of the words joined by spaces). A PATH may be a glob
+(`file:shards/part-*.jsonl`, `file:data/{split}-*.tfrecord`): its files are
+read one after the other, in sorted order, record by record (nothing holds
+more than a file name per file), and the hash split is taken per record.
+
+`shard=(N, i)` asks for one of N workers' share by whole files: files
+i, i + N, ... of the sorted list (`file_shard`), when PATH matches at least
+N files; otherwise `load` returns None and the caller shards another way
+(`tfmask.tasks.base.Task.documents` keeps every N-th example).
 """
 
 import os
@@ -59,7 +67,7 @@ from tfmask.datasets.errors import CacheCorruptError, DatasetNotPreparedError, p
 FILE_HOLDOUT = (("test", 10), ("validation", 10))  # percent of a single-file pool
 
 
-def load(name, split="train", split_by="document", **options):
+def load(name, split="train", split_by="document", shard=None, **options):
     """A `tf.data.Dataset` of example dicts (see each dataset's features).
 
     Args:
@@ -74,13 +82,19 @@ def load(name, split="train", split_by="document", **options):
             `label_field`, `extra_fields`, `format`, `token_column`,
             `tag_column`, `on_decode_error` (see the module doc). Registry
             datasets take none.
+        shard: None, or (N, i): only the i-th of N workers' files (see
+            `file_shard`). Returns None instead of a dataset when the source
+            cannot be split by file: a registry or TFDS dataset, or a `file:`
+            PATH matching fewer than N files.
     """
+    if shard is not None and not name.startswith("file:"):
+        return None  # one file (or TFDS split) per split: nothing to split by file
     if name.startswith(registry.PREFIXES):
         if split_by != "document":
             raise ValueError(f"split_by={split_by!r} applies to registry datasets, not {name!r}.")
         if name.startswith("tfds:"):
             return _load_tfds(name[len("tfds:") :], split, **options)
-        return _load_file(name[len("file:") :], split, **options)
+        return _load_file(name[len("file:") :], split, shard=shard, **options)
     spec = registry.REGISTRY.get(name)
     if options:
         raise TypeError(
@@ -118,7 +132,31 @@ FILE_OPTIONS = ("text_field", "label_field", "extra_fields", "format", "token_co
                 "tag_column", "on_decode_error")
 
 
-def _load_file(path, split, **options):
+def file_shard(path, shard):
+    """The files of worker i of N (`shard=(N, i)`) for a `file:` PATH (a path,
+    glob, with `{split}` already filled in): every N-th of the sorted matches
+    from the i-th, or None when PATH matches fewer than N files (some worker
+    would have none). A plain path is one file.
+
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for n in range(5):
+    ...     _ = open(os.path.join(folder, f"part-{n}.txt"), "w").write("a\\n")
+    >>> [os.path.basename(f) for f in file_shard(os.path.join(folder, "part-*.txt"), (2, 1))]
+    ['part-1.txt', 'part-3.txt']
+    >>> file_shard(os.path.join(folder, "part-*.txt"), (6, 0)) is None
+    True
+    """
+    count, index = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard={shard!r} must be (N, i) with 0 <= i < N.")
+    files = sources.resolve_paths(path)
+    if len(files) < count:
+        return None
+    return files[index::count]
+
+
+def _load_file(path, split, shard=None, **options):
     unknown = sorted(set(options) - set(FILE_OPTIONS))
     if unknown:
         raise TypeError(f"file: sources take {', '.join(FILE_OPTIONS)}, not {', '.join(unknown)}.")
@@ -127,12 +165,19 @@ def _load_file(path, split, **options):
             raise ValueError(
                 f"file:{path} holds one file per split; pick split from {splits.SPLITS}."
             )
-        return _read_file(path.replace("{split}", split), **options)
+        path = path.replace("{split}", split)
+        files = file_shard(path, shard) if shard else None
+        if shard and files is None:
+            return None
+        return _read_file(path, files=files, **options)
     if split not in ("all",) + splits.SPLITS:
         raise ValueError(
             f"Split {split!r} of file:{path} must be 'all', 'train', 'validation' or 'test'."
         )
-    dataset = _read_file(path, **options)
+    files = file_shard(path, shard) if shard else None
+    if shard and files is None:
+        return None
+    dataset = _read_file(path, files=files, **options)
     if split == "all":
         return dataset
     bounds, low = {}, 0
@@ -151,10 +196,13 @@ def _load_file(path, split, **options):
     return dataset.filter(in_split)
 
 
-def _read_file(path, text_field=F.TEXT, label_field=None, extra_fields=None, format=None,
-               token_column=0, tag_column=-1, on_decode_error="fail"):
+def _read_file(path, files=None, text_field=F.TEXT, label_field=None, extra_fields=None,
+               format=None, token_column=0, tag_column=-1, on_decode_error="fail"):
     """One file (or glob) -> documents; list fields come out ragged, like the
-    registry's `words`/`tags`, so that plain `batch` works on them."""
+    registry's `words`/`tags`, so that plain `batch` works on them. `files`,
+    when given, are the files of `path` to read (one worker's share); the
+    format still follows `path`. Every reader streams: files are opened one
+    after the other and records read as the pipeline asks for them."""
     kind = format or FILE_FORMATS.get(_extension(path))
     if kind not in FILE_FORMATS.values():
         given = f"format={format!r}" if format else f"extension {_extension(path)!r}"
@@ -164,18 +212,19 @@ def _read_file(path, text_field=F.TEXT, label_field=None, extra_fields=None, for
         )
     extra = _declared_fields(extra_fields, label_field, path)
     _refuse_options(path, kind, text_field, label_field, extra_fields, token_column, tag_column)
+    paths = path if files is None else files
     if kind == "txt":
-        dataset = sources.text_files(path, on_decode_error=on_decode_error)
+        dataset = sources.text_files(paths, on_decode_error=on_decode_error)
     elif kind == "conll":
-        dataset = conll.conll_files(path, token_column, tag_column, on_decode_error)
+        dataset = conll.conll_files(paths, token_column, tag_column, on_decode_error)
     elif kind == "jsonl":
-        dataset = sources.jsonl_files(path, text_field, extra, on_decode_error)
+        dataset = sources.jsonl_files(paths, text_field, extra, on_decode_error)
     elif kind == "tfrecord":
-        dataset = sources.tfrecord_files(path, sources.tfrecord_features(text_field, extra),
+        dataset = sources.tfrecord_files(paths, sources.tfrecord_features(text_field, extra),
                                          text_field, on_decode_error)
     else:
         dataset = sources.csv_files(
-            path, text_field, extra, "\t" if kind == "tsv" else ",", on_decode_error
+            paths, text_field, extra, "\t" if kind == "tsv" else ",", on_decode_error
         )
     stats = dataset.stats
     if label_field and label_field != "label":

@@ -312,12 +312,24 @@ class Task(abc.ABC):
     def train_for(self, context):
         """One worker's own training input, for `distribute_datasets_from_function`:
         a `tf.distribute.InputContext` -> per-replica batches of this worker's
-        share of the examples. All workers shuffle with one seed, then worker
-        i keeps elements i, i + N, ... of that stream: each step's per-replica
-        batches together hold the global batch's examples, and each example is
-        seen once per epoch across the workers, while each worker tokenizes
-        and masks only its share. Masks are drawn from a seed of the worker's
-        own (`masking_seed`), so workers do not repeat each other's draws."""
+        share of the examples, tokenized and masked on its own CPUs. Masks are
+        drawn from a seed of the worker's own (`masking_seed`), so workers do
+        not repeat each other's draws. `documents` decides how the examples
+        are shared out:
+
+        - by file, when data.name is one `file:` glob matching at least as many
+          files as there are workers: worker i reads files i, i + N, ... of
+          the sorted list and shuffles those alone, so no worker reads the
+          others' data. Each worker then has its own epoch length and order:
+          every example is still seen once per worker-epoch, but the global
+          batches are not the one-worker run's (and uneven files give uneven
+          epochs);
+        - by example index otherwise (one file, too few files, a mixture, a
+          registry or TFDS dataset, data.train_examples): all workers shuffle
+          the whole split with one seed and worker i keeps elements i, i + N,
+          ... of that stream. Each worker reads everything, but each step's
+          per-replica batches together hold exactly the one-worker global
+          batch, and each example is seen once per epoch across the workers."""
         shard = (context.num_input_pipelines, context.input_pipeline_id)
         batch_size = context.get_per_replica_batch_size(self.config.data.batch_size)
         self._input_pipeline = context.input_pipeline_id
@@ -332,11 +344,9 @@ class Task(abc.ABC):
         return self.config.train.seed + 7919 * getattr(self, "_input_pipeline", 0)
 
     def training_batches(self, batch_size, shard=None):
-        """Training batches of `batch_size`; `shard=(N, i)` keeps the i-th of
-        every N shuffled documents (one worker's share, `train_for`)."""
-        documents = self.documents(self.config.data.train_split, training=True)
-        if shard:
-            documents = documents.shard(*shard)
+        """Training batches of `batch_size`; `shard=(N, i)`: one worker's share
+        of the documents (`documents`, `train_for`)."""
+        documents = self.documents(self.config.data.train_split, training=True, shard=shard)
         return self.batches(documents, batch_size, training=True)
 
     @functools.cached_property
@@ -360,8 +370,18 @@ class Task(abc.ABC):
             batches = full_batches(batches, self.config.data.eval_batch_size)
         return batches.cache()
 
-    def documents(self, split, training):
-        documents = load_documents(self.config, split)
+    def documents(self, split, training, shard=None):
+        """The documents of `split`; training: shuffled and repeated forever.
+
+        `shard=(N, i)` (training only) keeps worker i's share of N, the one
+        place that decides how (see `train_for`): by file when
+        `load_documents` can split the source so, otherwise every N-th
+        document of the shuffled stream. `data.train_examples` always shards
+        by index: its subset is drawn from the whole split."""
+        by_file = None
+        if shard and training and not self.config.data.train_examples:
+            by_file = load_documents(self.config, split, shard=shard)
+        documents = by_file if by_file is not None else load_documents(self.config, split)
         if training:
             documents = self.train_subset(documents)
             # Shuffle, then repeat: every epoch is a fresh permutation, batches
@@ -369,8 +389,11 @@ class Task(abc.ABC):
             # seed (exact resume skips into it). Buffer 0 = the whole split, an
             # exact shuffle that also interleaves the parts of a mixture.
             buffer = self.config.data.shuffle_buffer or WHOLE_SPLIT
-            return documents.shuffle(buffer, seed=self.config.train.seed,
-                                     reshuffle_each_iteration=True).repeat()
+            documents = documents.shuffle(buffer, seed=self.config.train.seed,
+                                          reshuffle_each_iteration=True).repeat()
+            if shard and by_file is None:
+                documents = documents.shard(*shard)
+            return documents
         if "+" in self.config.data.name:
             # A mixture is its parts concatenated; evaluating its first batches
             # would see only the first part. One fixed order mixes them.
@@ -582,12 +605,23 @@ def _texts(config, keys):
                     yield " ".join(w.decode("utf-8") for w in value)
 
 
-def load_documents(config, split):
+def load_documents(config, split, shard=None):
     """One dataset, or a mixture for names joined by "+" ("austen+wordnet").
 
     A mixture keeps the features all its parts share. Finite splits are
-    concatenated (evaluation sees every part in full)."""
+    concatenated (evaluation sees every part in full).
+
+    `shard=(N, i)`: only worker i's files of N (`tfmask.datasets.load`), or
+    None when the data cannot be split by file (a mixture, a registry or
+    TFDS dataset, a `file:` path matching fewer than N files)."""
     data = config.data
+    if shard is not None:
+        if "+" in data.name:
+            return None  # its parts would be split unevenly; index sharding mixes them
+        try:
+            return datasets.load(data.name, split=split, shard=shard, **data.dataset_options)
+        except TypeError as error:
+            raise ConfigError(f"data.dataset_options={data.dataset_options}: {error}") from None
     try:
         parts = [datasets.load(name, split=split, **data.dataset_options)
                  for name in data.name.split("+")]
