@@ -132,6 +132,12 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=config.runtime.keep_checkpoints)
         self._stop = None  # the signal flag while fit() runs
+        # A TPU compiles one shape per function, and XLA recompiles for each
+        # new one: there evaluation batches are filled to full size (the
+        # padding-free buckets already bound the shapes XLA sees).
+        self.static_shapes = config.runtime.strategy == "tpu" or (
+            config.runtime.jit_compile and not self.task.padding_free(config))
+        self._evaluation_batches = {}
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
         # Several processes train together: every decision that ends in a
@@ -254,6 +260,7 @@ class Trainer:
         # One step per call (the default) runs without a tf.while_loop around
         # it, the same graph as before steps_per_execution existed.
         single, several = tf.function(one_step), tf.function(train_steps)
+        self.step_functions = {"train": single, "train_several": several}  # traces: tests
         return lambda iterator, count: single(iterator) if count == 1 else several(
             iterator, tf.constant(count, tf.int32))
 
@@ -262,6 +269,8 @@ class Trainer:
 
         def replica_step(batch):
             inputs, labels, weights = task.split_batch(batch)
+            if F.EXAMPLE_WEIGHT in batch:  # rows that only fill a batch count 0
+                weights = _examples_weighted(weights, labels, batch[F.EXAMPLE_WEIGHT])
             logits = model(inputs, training=False)
             total, weight = task.loss_terms(labels, logits, weights)
             metrics["loss"].update_state(total / tf.maximum(weight, 1e-9), sample_weight=weight)
@@ -315,10 +324,12 @@ class Trainer:
         task's extra evaluation, e.g. BLEU), named `eval_*` or `{split}_*`."""
         for metric in self.eval_metrics.values():
             metric.reset_state()
-        batches = self.task.evaluation if split is None else self.task.evaluation_for(split)
+        if split not in self._evaluation_batches:
+            self._evaluation_batches[split] = self.task.evaluation_for(
+                split or self.config.data.eval_split, static_shapes=self.static_shapes)
         # The task already took train.eval_batches and cached them; another
         # take() here would stop before the end and void that cache.
-        dataset = batches.with_options(_shard_by_data())
+        dataset = self._evaluation_batches[split].with_options(_shard_by_data())
         for batch in self.strategy.experimental_distribute_dataset(dataset):
             self._eval_step(batch)
             self._stop_if_signalled("evaluation")
@@ -646,6 +657,16 @@ def _loss_scale(optimizer):
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return tf.cast(optimizer.dynamic_scale, tf.float32)
     return None
+
+
+def _examples_weighted(weights, labels, example_weight):
+    """A batch's loss weights (None = every label 1) times each example's
+    weight, broadcast over the example's positions."""
+    if weights is None:
+        weights = tf.ones_like(labels, tf.float32)
+    weights = tf.cast(weights, tf.float32)
+    shape = tf.concat([tf.shape(example_weight), tf.ones([tf.rank(weights) - 1], tf.int32)], 0)
+    return weights * tf.reshape(example_weight, shape)
 
 
 def _shard_by_data():
