@@ -26,6 +26,14 @@ variables and the step are checkpointed; the input pipeline is a pure
 function of the seed, so a restarted run skips the batches it has already
 consumed and continues with the same data and masks. A run killed and
 restarted therefore reaches the same weights as an uninterrupted one.
+
+Several workers (`multi_worker`): each builds its own input over its share
+of the examples (`Task.train_for`), every worker restores the chief's
+newest checkpoint, and what ends in a collective is decided together (one
+all-reduce of four flags per call): a SIGTERM to any worker, a reached
+`train.max_seconds` and a timed checkpoint stop or save every worker at
+the same step. Under `tpu` and `jit_compile` evaluation batches have one
+static shape (`tfmask.tasks.base.full_batches`).
 """
 
 import json
