@@ -269,29 +269,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.journey
-def test_multi_worker_with_two_local_processes_completes(tmp_path):
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    processes = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(
-            _train_cli(tmp_path / "run", "runtime.strategy=multi_worker", "train.steps=12",
-                       "train.log_every=4", "runtime.checkpoint_every=6"),
-            cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate(timeout=600) for p in processes]
-    for process, (stdout, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-3000:]
-    assert "final: eval_loss" in outputs[0][0]
-    # Only the chief (worker 0) keeps checkpoints and logs.
-    assert (tmp_path / "run" / "checkpoints" / "ckpt-12.index").exists()
-    assert not [d for d in os.listdir(tmp_path / "run") if d.startswith("tmp_worker")]
-    losses = train_losses(tmp_path / "run")
-    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
-
-
 # ------------------------------------------------------------ the command lines
 @pytest.mark.journey
 @pytest.mark.parametrize("args,message", [
