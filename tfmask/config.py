@@ -36,6 +36,7 @@ tfmask.errors.ConfigError: Unknown key model.num_layer; did you mean model.num_l
 
 import dataclasses
 import difflib
+import glob
 import math
 import os
 import typing
@@ -275,9 +276,14 @@ def _check_dataset_names(names):
     import tfmask.datasets  # noqa: F401  (registers the corpora)
 
     for name in names.split("+"):
-        # "file:data/{split}.jsonl" names one file per split: the train file must exist.
+        # "file:data/{split}.jsonl" names one file per split: the train file must
+        # exist; a glob ("file:shards/part-*.jsonl") must match a file.
         path = name[5:].replace("{split}", "train")
-        if name.startswith("file:") and not os.path.exists(path):
+        if name.startswith("file:") and any(c in path for c in "*?["):
+            if not glob.glob(path):
+                raise ConfigError(f"data.name is the glob {path!r}, which matches no file; "
+                                  "fix the pattern.")
+        elif name.startswith("file:") and not os.path.exists(path):
             raise ConfigError(f"data.name points to {path!r}, which does not exist; "
                               "fix the path.")
         if not name.startswith(PREFIXES) and name not in REGISTRY.names():
