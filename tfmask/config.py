@@ -39,6 +39,7 @@ import difflib
 import glob
 import math
 import os
+import re
 import typing
 from typing import Optional
 
@@ -108,6 +109,9 @@ class DataConfig:
     # Train on this many examples of the split (stratified by data.label_key
     # when the data has it, drawn with train.seed); 0 = all of them.
     train_examples: int = 0
+    # A tf.data service dispatcher, HOST:PORT or grpc://HOST:PORT, whose workers
+    # run the training pipeline (tfmask.data.service); "" = on this host.
+    service: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,6 +432,12 @@ def check_settings(config, check_data=True):
                           "with a Hugging Face BERT config.json, nor a tfmask run with "
                           "export/model.keras; fix the path.")
     _check_numbers(config)
+    if data.service:
+        address = service_address(data.service)
+        if check_data:  # a run to train here: its dispatcher must answer now
+            from tfmask.data.service import check_reachable
+
+            check_reachable(address)
     if config.train.max_seconds and config.runtime.strategy == "tpu":
         raise ConfigError("train.max_seconds would stop TPU hosts at different steps; use "
                           "train.steps with runtime.strategy=tpu.")
@@ -440,6 +450,26 @@ def check_settings(config, check_data=True):
     if config.schedule.warmup_steps > config.train.steps:
         raise ConfigError(f"schedule.warmup_steps={config.schedule.warmup_steps} exceeds "
                           f"train.steps={config.train.steps}; lower it.")
+
+
+def service_address(value):
+    """data.service as the `grpc://HOST:PORT` a tf.data service client
+    dials; "" stays "" (no service). Anything else is one line naming the key.
+
+    >>> service_address("127.0.0.1:5050"), service_address("grpc://node1:5050")
+    ('grpc://127.0.0.1:5050', 'grpc://node1:5050')
+    """
+    if not value:
+        return ""
+    address = value.strip()
+    address = address[len("grpc://"):] if address.startswith("grpc://") else address
+    host, _, port = address.rpartition(":")
+    if not (re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+", host) and port.isdigit()
+            and 0 < int(port) < 65536):
+        raise ConfigError(f"data.service={value!r} is not a tf.data service dispatcher address; "
+                          "write HOST:PORT or grpc://HOST:PORT (e.g. 127.0.0.1:5050), or \"\" "
+                          "to prepare the input on this host.")
+    return f"grpc://{host}:{int(port)}"
 
 
 def _expand_user(path):

@@ -53,6 +53,7 @@ HARMLESS = {
     "runtime.keep_checkpoints", "runtime.output_dir", "runtime.export",
     "runtime.export_saved_model", "runtime.strategy", "runtime.num_devices", "runtime.tpu",
     "runtime.jit_compile", "runtime.steps_per_execution",
+    "data.service",  # where the same batches are prepared (tfmask.data.service)
 }
 
 
