@@ -484,15 +484,24 @@ class Trainer:
         is skipped). One worker splits each global batch over its replicas;
         several workers each build their own pipeline over their share of
         the examples (`Task.train_for`), as Model Garden and the Keras guides
-        do, instead of every worker reading, tokenizing and masking it all."""
+        do, instead of every worker reading, tokenizing and masking it all.
+        With data.service each pipeline runs on the tf.data service's workers
+        as a job of its own, read back in its order (`tfmask.data.service`)."""
+        from tfmask.data import service
+
+        def prepared(dataset, pipeline=0):
+            dataset = dataset.skip(start) if start else dataset
+            if not self.config.data.service:
+                return dataset
+            return service.distribute(dataset, self.config.data.service,
+                                      service.job_name(self.output_dir, start, pipeline))
+
         if self.workers == 1:
-            dataset = self.task.train.skip(start) if start else self.task.train
             return iter(self.strategy.experimental_distribute_dataset(
-                dataset.with_options(_shard_by_data())))
+                prepared(self.task.train).with_options(_shard_by_data())))
 
         def worker_input(context):
-            dataset = self.task.train_for(context)
-            return dataset.skip(start) if start else dataset
+            return prepared(self.task.train_for(context), context.input_pipeline_id)
 
         return iter(self.strategy.distribute_datasets_from_function(worker_input))
 
