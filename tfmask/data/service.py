@@ -20,30 +20,33 @@ may be resumed with it set or unset). Otherwise it stops with an error; it
 never trains on other batches.
 
 How: the pipeline is a pure function of `train.seed`, and exact resume
-skips the `start` batches already trained (`Trainer._training_input`).
-Every trainer (every worker of a multi_worker run, its own share) gets a
-job of its own (`job_name`: the run folder, the start step, the input
-pipeline and a nonce, so a restart never joins an old job mid-stream) in
-`ShardingPolicy.OFF`: each service worker runs the whole pipeline in its
-order. Each batch is numbered before it leaves the worker, and the trainer
-keeps batch k only when it has batches 0..k-1 (`in_order`): the copy of a
-second worker is dropped, a batch number further ahead (a gap: data lost
-with a worker) stops the run.
+skips the `start` batches already trained (`Trainer._training_input`; the
+skip runs in the service's job). Every trainer (every worker of a
+multi_worker run, for its own share) gets a job of its own (`job_name`:
+the run folder, the start step, the input pipeline and a nonce, so a
+restart never joins an old job mid-stream) in `ShardingPolicy.OFF`: each
+service worker runs the whole pipeline, in its order. Each batch is
+numbered before it leaves the worker, and the trainer keeps batch k only
+after batches 0..k-1 (`in_order`): a second worker's copy is dropped, and
+a number further ahead (a batch lost in transit) stops the run with one
+line (rerun to resume from the last checkpoint). A worker that is lost and
+comes back (or a new one) prepares the job again from its start; the
+trainer waits meanwhile and drops the batches it already has.
 
-The cost, and why not the other modes: the tf.data service's element order
-across several workers is first-come first-served. `DYNAMIC` sharding
-produces data non-deterministically (TensorFlow's documentation), static
-sharding (`DATA`, `HINT`) needs a fixed worker list, and a worker would
-still prepare every batch before keeping its share (the pipeline is one
-sequential stream: a shuffle, packing across documents, masks seeded per
-batch); coordinated reads (`consumer_index`) take one element per worker
-in turn, which in `OFF` is the same batch twice. So **one service worker
-per trainer prepares the stream** and brings its CPUs (the pipeline's
-parallel maps use all its cores); a second worker is a hot spare that
-prepares the same batches (the trainer takes each from whichever worker
-sends it first), not more throughput. To prepare input for N trainers, use
-`runtime.strategy: multi_worker`: each trainer has its own job, and the
-service spreads jobs over its workers.
+The cost, and why not the other modes: across several workers the
+service hands out elements first-come first-served. `DYNAMIC` sharding
+produces data non-deterministically (TensorFlow's documentation); static
+sharding (`DATA`, `HINT`) needs a fixed worker list in the dispatcher's
+config, and a worker would still prepare every batch before keeping its
+share, since the pipeline is one sequential stream (a shuffle, packing
+across documents, masks seeded per batch); coordinated reads
+(`consumer_index`) take one element per worker in turn, in `OFF` the same
+batch twice. So **one service worker prepares each job's stream**, with
+all its cores (the pipeline's parallel stages are autotuned there): use a
+machine with many CPUs. Every further worker prepares the same batches
+again, a hot spare (the trainer takes each batch from whichever worker
+sends it first), not more throughput; the service adds the CPUs of one
+machine to the trainer's, not of the whole pool.
 
 The service's workers run the pipeline's graph, not Python: a source read
 by a Python generator (`file:` .jsonl, .csv, .tsv, .conll) or
@@ -185,13 +188,13 @@ def serve(argv=None):
     worker = kinds.add_parser("worker", help="a worker that prepares batches")
     worker.add_argument("--dispatcher", required=True, help="HOST:PORT of the dispatcher")
     worker.add_argument("--port", type=int, default=5051)
-    worker.add_argument("--host", default=socket.getfqdn(),
+    worker.add_argument("--host", default=socket.gethostname(),
                         help="the name trainers reach this worker by (default: this host's)")
     args = parser.parse_args(argv)
     if args.kind == "dispatcher":
         server = SERVICE.DispatchServer(SERVICE.DispatcherConfig(port=args.port))
         print(f"tf.data service dispatcher at port {args.port}; "
-              f"train with --set data.service={socket.getfqdn()}:{args.port}", flush=True)
+              f"train with --set data.service={socket.gethostname()}:{args.port}", flush=True)
     else:
         import tfmask.tasks  # noqa: F401  (registers the ops of every family's pipeline)
 
@@ -203,6 +206,7 @@ def serve(argv=None):
         while True:  # the servers run in their own threads; Ctrl-C ends this one
             time.sleep(3600)
     except KeyboardInterrupt:
+        server.stop()
         return 0
 
 
