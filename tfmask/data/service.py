@@ -77,6 +77,7 @@ import uuid
 import tensorflow as tf
 
 from tfmask.errors import ConfigError
+from tfmask.guards import guarded
 
 SERVICE = tf.data.experimental.service
 # Ops that call back into the Python process that built the graph.
@@ -147,8 +148,7 @@ def in_order(numbered):
             index, expected, message="data.service: a batch of the tf.data service job is "
             "missing (a worker was lost); rerun the same command to resume from the last "
             "checkpoint")
-        with tf.control_dependencies([check]):
-            fresh = tf.equal(index, expected)
+        fresh = tf.equal(guarded(index, check), expected)
         return expected + tf.cast(fresh, tf.int64), (fresh, batch)
 
     numbered = numbered.map(lambda index, batch: (tf.cast(index, tf.int64), batch))
