@@ -39,7 +39,6 @@ import difflib
 import glob
 import math
 import os
-import re
 import typing
 from typing import Optional
 
@@ -433,10 +432,10 @@ def check_settings(config, check_data=True):
                           "export/model.keras; fix the path.")
     _check_numbers(config)
     if data.service:
+        from tfmask.data.service import check_reachable, service_address
+
         address = service_address(data.service)
         if check_data:  # a run to train here: its dispatcher must answer now
-            from tfmask.data.service import check_reachable
-
             check_reachable(address)
     if config.train.max_seconds and config.runtime.strategy == "tpu":
         raise ConfigError("train.max_seconds would stop TPU hosts at different steps; use "
@@ -450,26 +449,6 @@ def check_settings(config, check_data=True):
     if config.schedule.warmup_steps > config.train.steps:
         raise ConfigError(f"schedule.warmup_steps={config.schedule.warmup_steps} exceeds "
                           f"train.steps={config.train.steps}; lower it.")
-
-
-def service_address(value):
-    """data.service as the `grpc://HOST:PORT` a tf.data service client
-    dials; "" stays "" (no service). Anything else is one line naming the key.
-
-    >>> service_address("127.0.0.1:5050"), service_address("grpc://node1:5050")
-    ('grpc://127.0.0.1:5050', 'grpc://node1:5050')
-    """
-    if not value:
-        return ""
-    address = value.strip()
-    address = address[len("grpc://"):] if address.startswith("grpc://") else address
-    host, _, port = address.rpartition(":")
-    if not (re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+", host) and port.isdigit()
-            and 0 < int(port) < 65536):
-        raise ConfigError(f"data.service={value!r} is not a tf.data service dispatcher address; "
-                          "write HOST:PORT or grpc://HOST:PORT (e.g. 127.0.0.1:5050), or \"\" "
-                          "to prepare the input on this host.")
-    return f"grpc://{host}:{int(port)}"
 
 
 def _expand_user(path):

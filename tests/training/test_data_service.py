@@ -16,7 +16,8 @@ import tfmask.tasks  # noqa: F401  (the tokenizer's ops, for the graphs this pro
 from tests import tiny
 from tests.journeys import one_error_line, train_cli
 from tests.training.test_trainer import REPO, TINY_MLM, _free_port, read_metrics
-from tfmask.config import ConfigError, service_address
+from tfmask.data.service import service_address
+from tfmask.errors import ConfigError
 from tfmask.data import service
 from tfmask.tasks import config_from_dict
 

@@ -69,6 +69,7 @@ or unset data.service to prepare the input on this host.
 import argparse
 import hashlib
 import os
+import re
 import socket
 import sys
 import time
@@ -156,12 +157,30 @@ def in_order(numbered):
     return kept.map(lambda _, batch: batch)
 
 
+def service_address(value):
+    """data.service as the `grpc://HOST:PORT` a tf.data service client
+    dials; "" stays "" (no service). Anything else is one line naming the key.
+
+    >>> service_address("127.0.0.1:5050"), service_address("grpc://node1:5050")
+    ('grpc://127.0.0.1:5050', 'grpc://node1:5050')
+    """
+    if not value:
+        return ""
+    address = value.strip()
+    address = address[len("grpc://"):] if address.startswith("grpc://") else address
+    host, _, port = address.rpartition(":")
+    if not (re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+", host) and port.isdigit()
+            and 0 < int(port) < 65536):
+        raise ConfigError(f"data.service={value!r} is not a tf.data service dispatcher address; "
+                          "write HOST:PORT or grpc://HOST:PORT (e.g. 127.0.0.1:5050), or \"\" "
+                          "to prepare the input on this host.")
+    return f"grpc://{host}:{int(port)}"
+
+
 def distribute(dataset, address, name):
     """`dataset` (a finite or infinite pipeline) run by the tf.data service
     at `address` as job `name`, read back in its own order (`in_order`).
     Raises ConfigError when the pipeline runs Python."""
-    from tfmask.config import service_address
-
     found = python_ops(dataset)
     if found:
         raise ConfigError(
@@ -196,7 +215,7 @@ def serve(argv=None):
         print(f"tf.data service dispatcher at port {args.port}; "
               f"train with --set data.service={socket.gethostname()}:{args.port}", flush=True)
     else:
-        import tfmask.tasks  # noqa: F401  (registers the ops of every family's pipeline)
+        import tensorflow_text  # noqa: F401  (registers the tokenizer ops the pipelines run)
 
         server = SERVICE.WorkerServer(SERVICE.WorkerConfig(
             dispatcher_address=args.dispatcher.split("://", 1)[-1],
