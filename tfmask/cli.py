@@ -100,8 +100,9 @@ def report(function, debug=False):
         elif isinstance(error, (ValueError, FileNotFoundError)):
             code, text = USER_ERROR, str(error)
         elif is_collective_failure(error):
+            cause = re.sub(r"\{\{[^}]*\}\}\s*", "", tensorflow_message(error))  # op names
             code, text = RUN_FAILED, (
-                f"the workers failed together ({tensorflow_message(error)}): a worker was lost "
+                f"the workers failed together ({cause}): a worker was lost "
                 "or the workers disagree; rerun every worker's command to resume from the last "
                 "checkpoint")
         elif isinstance(error, tf.errors.OpError):

@@ -193,3 +193,23 @@ def test_two_workers_train_to_the_losses_of_one(tmp_path):
 
     assert len(losses(tmp_path / "one")) == 4
     np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-4)
+
+
+def test_a_lost_worker_fails_the_run_with_exit_1_not_as_a_user_error(tmp_path):
+    """kill -9 to worker 1 mid-run: the chief stops within a bounded time
+    with exit 1 and the line that says to rerun every worker (before: exit
+    2, "a user mistake", with a squashed collective trace)."""
+    run = tmp_path / "run"
+    workers = start_workers(run, "train.steps=400", *TOGETHER)
+    deadline = time.time() + 240
+    while time.time() < deadline and all(w.poll() is None for w in workers):
+        if (run / "metrics.jsonl").exists() and len(read_metrics(run)) >= 2:
+            break
+        time.sleep(0.1)
+    workers[1].kill()
+    code, _, err = finish(workers[:1], timeout=120)[0]
+    workers[1].wait()
+    assert code == 1, err[-3000:]
+    line = [x for x in err.splitlines() if x.startswith("error:")][-1]
+    assert "the workers failed together" in line and "rerun every worker's command" in line
+    assert "{{" not in line
