@@ -266,21 +266,6 @@ def run_launcher(*args, timeout):
 
 
 @pytest.mark.journey
-def test_two_local_workers_train_through_the_launcher(tmp_path):
-    done = run_launcher("--workers", "2", "--", "--config", TINY_MLM, "--output_dir",
-                        str(tmp_path / "run"), "--set", "train.steps=12", "--set",
-                        "train.log_every=4", "--set", "runtime.checkpoint_every=6", "--set",
-                        "runtime.export=false", timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert any(line.startswith("[worker 0] ") for line in lines)
-    assert any(line.startswith("[worker 1] ") for line in lines)
-    assert any(line.startswith("[worker 0] final: eval_loss") for line in lines)
-    assert (tmp_path / "run" / "checkpoints" / "ckpt-12.index").exists()
-    assert "launch: 2 workers on 127.0.0.1:" in done.stdout
-
-
-@pytest.mark.journey
 def test_workers_that_fail_at_once_end_the_launcher_in_bounded_time(tmp_path):
     began = time.monotonic()
     done = run_launcher("--workers", "2", "--grace_seconds", "20", "--", "--config", TINY_MLM,
