@@ -213,3 +213,16 @@ def test_a_lost_worker_fails_the_run_with_exit_1_not_as_a_user_error(tmp_path):
     line = [x for x in err.splitlines() if x.startswith("error:")][-1]
     assert "the workers failed together" in line and "rerun every worker's command" in line
     assert "{{" not in line
+
+
+def test_a_divergence_stops_every_worker_at_the_same_step(tmp_path):
+    """The NaN guard reads the all-reduced loss and gradient norm, so every
+    worker sees the same first bad step and stops there (exit 1), none
+    waiting in a collective for the other."""
+    results = finish(start_workers(tmp_path / "run", "train.steps=40",
+                                   "optimizer.learning_rate=1e30", *TOGETHER))
+    steps = []
+    for code, _, err in results:
+        assert code == 1, err[-3000:]
+        steps.append(re.search(r"became NaN/Inf at step (\d+)", err)[1])
+    assert steps[0] == steps[1]
