@@ -133,7 +133,7 @@ def classifier_sets(tmp_path, count=48):
 
 
 COUNT_LABELS = """
-import json, sys
+import json, os, sys
 import tensorflow as tf
 from tfmask.tasks import load_config
 from tfmask.training.trainer import Trainer
@@ -145,7 +145,10 @@ for _ in range(12):  # two epochs of 48 examples in global batches of 8
     batch = next(iterator)
     local = trainer.strategy.experimental_local_results(batch)
     seen.append(sorted(int(x) for part in local for x in part["labels"].numpy()))
-print("SEEN " + json.dumps(seen))
+print("SEEN " + json.dumps(seen), flush=True)
+# Exit without finalizing the live iterator: a JSONL reader's Python
+# generator left to interpreter shutdown can deadlock there.
+os._exit(0)
 """
 
 
