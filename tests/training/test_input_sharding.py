@@ -18,11 +18,6 @@ from tfmask import datasets
 from tfmask.tasks import build_task, load_config, load_documents
 
 WORDS = ["good", "bad", "dull", "fine", "grand", "poor"]
-# test_scale's label counter, which then frees its iterator while Python still
-# runs: a live iterator over a Python generator (the JSONL reader) left to
-# interpreter shutdown can deadlock there (its reader threads wait for the
-# GIL that the finalizing thread holds); seen in 1 of 3 runs here.
-COUNT_THEN_FREE = COUNT_LABELS + "del iterator, batch, local\nimport gc\ngc.collect()\n"
 
 
 def shards(folder, files=4, per_file=12, prefix="train"):
@@ -201,7 +196,7 @@ def test_two_workers_each_read_only_their_own_shards(tmp_path):
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         workers.append(subprocess.Popen(
-            [sys.executable, "-c", COUNT_THEN_FREE, TINY_MLM, str(tmp_path / "run"), *sets],
+            [sys.executable, "-c", COUNT_LABELS, TINY_MLM, str(tmp_path / "run"), *sets],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config}))
     for worker, (code, out, err) in enumerate(finish(workers)):
