@@ -333,6 +333,18 @@ def test_8_file_source_counts_are_printed_before_training(capsys, tmp_path):
     assert f"file:{path}: 60 documents (dropped: 3 empty" in out
 
 
+def test_8_a_large_file_source_is_named_not_counted(capsys, tmp_path, monkeypatch):
+    """Counting reads the whole source before training: above COUNTED_BYTES
+    (256 MiB) only its files and size are printed (2 GB took 140 s a start)."""
+    from tfmask import train as train_module
+    from tfmask.tasks import load_config
+
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"text": f"line {i}"} for i in range(60)])
+    monkeypatch.setattr(train_module, "COUNTED_BYTES", 100)
+    train_module.report_file_sources(load_config(TINY_MLM, [f"data.name=file:{path}"]))
+    assert capsys.readouterr().out.startswith(f"file:{path}: 1 files, 0.00 GiB (not counted")
+
+
 # ------------------------------------------------------------ 9. predict edge cases
 @pytest.fixture(scope="module")
 def causal_run(tmp_path_factory):
