@@ -5,15 +5,12 @@ otherwise. Unit tests call the task with an InputContext directly; one
 journey test runs two real workers over a glob of shards."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
 
-from tests.training.test_scale import COUNT_LABELS, finish
-from tests.training.test_trainer import REPO, TINY_MLM, _free_port
+from tests.training.test_scale import labels_seen
+from tests.training.test_trainer import TINY_MLM
 from tfmask import datasets
 from tfmask.tasks import build_task, load_config, load_documents
 
@@ -191,17 +188,8 @@ def test_two_workers_each_read_only_their_own_shards(tmp_path):
             f"data.name=file:{tmp_path}/data/{{split}}-*.jsonl",
             "data.dataset_options={label_field: label}", "data.vocabulary_size=200",
             "runtime.strategy=multi_worker")
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
-    workers = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        workers.append(subprocess.Popen(
-            [sys.executable, "-c", COUNT_LABELS, TINY_MLM, str(tmp_path / "run"), *sets],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config}))
-    for worker, (code, out, err) in enumerate(finish(workers)):
-        assert code == 0, err[-3000:]
-        seen = json.loads(out.split("SEEN ", 1)[1])  # 12 steps of this worker's batches
+    for worker, seen in enumerate(labels_seen(tmp_path / "run", *sets)):
+        # 12 steps of this worker's batches
         own = sorted(x for _, ids in files[worker::2] for x in ids)
         assert all(len(step) == 4 for step in seen)
         for epoch in (seen[:6], seen[6:]):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.journeys import wait_for_training
 from tests.training.test_trainer import REPO, TINY_MLM, _free_port, read_metrics
 
 pytestmark = pytest.mark.journey
@@ -67,11 +68,7 @@ def test_sigterm_to_one_worker_stops_every_worker_at_one_checkpoint(tmp_path):
     resumed from its copy, worker 0 from step 0)."""
     run = tmp_path / "run"
     workers = start_workers(run, "train.steps=400", *TOGETHER)
-    deadline = time.time() + 240
-    while time.time() < deadline and all(w.poll() is None for w in workers):
-        if (run / "metrics.jsonl").exists() and len(read_metrics(run)) >= 2:
-            break
-        time.sleep(0.1)
+    wait_for_training(workers, run, timeout=240)
     workers[1].send_signal(signal.SIGTERM)
     results = finish(workers)
     steps = []
@@ -152,23 +149,30 @@ os._exit(0)
 """
 
 
-def test_each_worker_reads_its_share_and_every_example_once_per_epoch(tmp_path):
-    """Two workers build their own pipelines (distribute_datasets_from_function):
-    each step they hold disjoint halves of a global batch, and across the
-    workers every example comes once in each epoch."""
-    sets = (*classifier_sets(tmp_path), "runtime.strategy=multi_worker")
+def labels_seen(output_dir, *sets):
+    """Per worker of two, the sorted labels of each of 12 steps' batches
+    (`COUNT_LABELS` run by each worker under multi_worker)."""
     cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
     workers = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         workers.append(subprocess.Popen(
-            [sys.executable, "-c", COUNT_LABELS, TINY_MLM, str(tmp_path / "run"), *sets],
+            [sys.executable, "-c", COUNT_LABELS, TINY_MLM, str(output_dir), *sets],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config}))
     seen = []
     for code, out, err in finish(workers):
         assert code == 0, err[-3000:]
         seen.append(json.loads(out.split("SEEN ", 1)[1]))
+    return seen
+
+
+def test_each_worker_reads_its_share_and_every_example_once_per_epoch(tmp_path):
+    """Two workers build their own pipelines (distribute_datasets_from_function):
+    each step they hold disjoint halves of a global batch, and across the
+    workers every example comes once in each epoch."""
+    seen = labels_seen(tmp_path / "run", *classifier_sets(tmp_path),
+                       "runtime.strategy=multi_worker")
     for step in range(12):
         first, second = seen[0][step], seen[1][step]
         assert len(first) == len(second) == 4 and not set(first) & set(second)
@@ -204,11 +208,7 @@ def test_a_lost_worker_fails_the_run_with_exit_1_not_as_a_user_error(tmp_path):
     2, "a user mistake", with a squashed collective trace)."""
     run = tmp_path / "run"
     workers = start_workers(run, "train.steps=400", *TOGETHER)
-    deadline = time.time() + 240
-    while time.time() < deadline and all(w.poll() is None for w in workers):
-        if (run / "metrics.jsonl").exists() and len(read_metrics(run)) >= 2:
-            break
-        time.sleep(0.1)
+    wait_for_training(workers, run, timeout=240)
     workers[1].kill()
     code, _, err = finish(workers[:1], timeout=120)[0]
     workers[1].wait()
