@@ -21,14 +21,14 @@ PARTIAL = {"eval_split": "validation[:20]", "eval_batch_size": 8}
 def test_filled_batches_give_the_partial_batch_metrics(family, tmp_path):
     values = tiny_config(family, train={"steps": 1, "eval_batches": 3})
     values["data"].update(PARTIAL)
-    config = config_from_dict(values)
-    partial = Trainer(config, str(tmp_path / "partial"), verbose=False)
-    filled = Trainer(config, str(tmp_path / "filled"), verbose=False)
-    filled.model.set_weights(partial.model.get_weights())
-    filled.static_shapes = True  # what strategy: tpu and jit_compile turn on
-    expected, got = partial.evaluate(), filled.evaluate()
-    sizes = [int(tf.shape(b[F.EXAMPLE_WEIGHT])[0]) for b in filled._evaluation_batches[None]]
-    weights = [float(tf.reduce_sum(b[F.EXAMPLE_WEIGHT])) for b in filled._evaluation_batches[None]]
+    trainer = Trainer(config_from_dict(values), str(tmp_path), verbose=False)
+    expected = trainer.evaluate()
+    trainer.static_shapes = True  # what strategy: tpu and jit_compile turn on
+    trainer._evaluation_batches.clear()
+    got = trainer.evaluate()
+    filled = trainer._evaluation_batches[None]
+    sizes = [int(tf.shape(b[F.EXAMPLE_WEIGHT])[0]) for b in filled]
+    weights = [float(tf.reduce_sum(b[F.EXAMPLE_WEIGHT])) for b in filled]
     assert sizes == [8, 8, 8] and weights == [8.0, 8.0, 4.0]
     assert got.keys() == expected.keys()
     for key, value in expected.items():
