@@ -55,6 +55,16 @@ def finish(workers, timeout=300):
     return results
 
 
+def stop_steps(results, code, pattern, stream="err"):
+    """The step each worker reports in `stream` (its `pattern`'s one
+    group), after checking that each exited with `code`."""
+    steps = []
+    for exit_code, out, err in results:
+        assert exit_code == code, err[-3000:]
+        steps.append(int(re.search(pattern, out if stream == "out" else err)[1]))
+    return steps
+
+
 def checkpoint_values(prefix):
     """Every variable of a checkpoint but its step and config, by name."""
     reader = tf.train.load_checkpoint(prefix)
@@ -70,11 +80,8 @@ def test_sigterm_to_one_worker_stops_every_worker_at_one_checkpoint(tmp_path):
     workers = start_workers(run, "train.steps=400", *TOGETHER)
     wait_for_training(workers, run, timeout=240)
     workers[1].send_signal(signal.SIGTERM)
-    results = finish(workers)
-    steps = []
-    for code, _, err in results:
-        assert code == 128 + signal.SIGTERM, err[-3000:]
-        steps.append(int(err.split("stopped by SIGTERM at step ")[1].split(";")[0]))
+    steps = stop_steps(finish(workers), 128 + signal.SIGTERM,
+                       r"stopped by SIGTERM at step (\d+);")
     stopped = steps[0]
     assert steps == [stopped, stopped] and stopped < 400
     assert (run / "checkpoints" / f"ckpt-{stopped}.index").exists()
@@ -97,12 +104,9 @@ def test_sigterm_to_one_worker_stops_every_worker_at_one_checkpoint(tmp_path):
 def test_max_seconds_is_one_decision_for_every_worker(tmp_path):
     """Each worker timed itself before: one could stop while the other waited
     in a collective. Now both stop after the same step."""
-    results = finish(start_workers(tmp_path / "run", "train.steps=100000",
-                                   "train.max_seconds=4", *TOGETHER))
-    finals = []
-    for code, out, err in results:
-        assert code == 0, err[-3000:]
-        finals.append(re.search(r"train.max_seconds=4(?:\.0)? reached at step (\d+)", out)[1])
+    finals = stop_steps(finish(start_workers(tmp_path / "run", "train.steps=100000",
+                                             "train.max_seconds=4", *TOGETHER)),
+                        0, r"train.max_seconds=4(?:\.0)? reached at step (\d+)", stream="out")
     assert finals[0] == finals[1]
     rows = [r for r in read_metrics(tmp_path / "run") if "train_steps" in r]
     assert [r["train_steps"] for r in rows] == [float(finals[0])]
@@ -222,10 +226,7 @@ def test_a_divergence_stops_every_worker_at_the_same_step(tmp_path):
     """The NaN guard reads the all-reduced loss and gradient norm, so every
     worker sees the same first bad step and stops there (exit 1), none
     waiting in a collective for the other."""
-    results = finish(start_workers(tmp_path / "run", "train.steps=40",
-                                   "optimizer.learning_rate=1e30", *TOGETHER))
-    steps = []
-    for code, _, err in results:
-        assert code == 1, err[-3000:]
-        steps.append(re.search(r"became NaN/Inf at step (\d+)", err)[1])
+    steps = stop_steps(finish(start_workers(tmp_path / "run", "train.steps=40",
+                                            "optimizer.learning_rate=1e30", *TOGETHER)),
+                       1, r"became NaN/Inf at step (\d+)")
     assert steps[0] == steps[1]
