@@ -19,6 +19,7 @@ family runs is looked up in `tfmask.tasks.TASKS`.
 """
 
 import abc
+import contextlib
 import dataclasses
 import functools
 
@@ -113,6 +114,7 @@ class Task(abc.ABC):
     # data.sequence_length below this + 1 leaves no room for a token.
     framing_tokens = ("[CLS]", "[SEP]")
     token_level = True  # per-token labels: perplexity is reported
+    _input_pipeline = 0  # whose masks a pipeline built now draws (`masks_of_pipeline`)
     supports_packing = False  # data.pack
     supports_pretrained = False  # model.pretrained
     supports_static_masking = False  # masking.dynamic: false
@@ -332,16 +334,23 @@ class Task(abc.ABC):
           batch, and each example is seen once per epoch across the workers."""
         shard = (context.num_input_pipelines, context.input_pipeline_id)
         batch_size = context.get_per_replica_batch_size(self.config.data.batch_size)
-        self._input_pipeline = context.input_pipeline_id
-        try:
+        with self.masks_of_pipeline(context.input_pipeline_id):
             return host_features_dropped(self.training_batches(batch_size, shard))
+
+    @contextlib.contextmanager
+    def masks_of_pipeline(self, index):
+        """While pipelines are built inside it, masks are drawn from input
+        pipeline `index`'s seed (`masking_seed`); 0 is one worker's."""
+        previous, self._input_pipeline = self._input_pipeline, index
+        try:
+            yield
         finally:
-            self._input_pipeline = 0
+            self._input_pipeline = previous
 
     @property
     def masking_seed(self):
         """train.seed, moved for the pipeline of each worker after the first."""
-        return self.config.train.seed + 7919 * getattr(self, "_input_pipeline", 0)
+        return self.config.train.seed + 7919 * self._input_pipeline
 
     def training_batches(self, batch_size, shard=None):
         """Training batches of `batch_size`; `shard=(N, i)`: one worker's share

@@ -146,11 +146,8 @@ class MaskedLMTask(Task):
         data = self.config.data
         documents = self.train_subset(load_documents(self.config, data.train_split))
         # One worker's masks on every worker: they share the split's rows.
-        pipeline, self._input_pipeline = getattr(self, "_input_pipeline", 0), 0
-        try:
+        with self.masks_of_pipeline(0):
             rows = self.batches(documents, data.batch_size, training=False).unbatch().cache()
-        finally:
-            self._input_pipeline = pipeline
         rows = rows.shuffle(data.shuffle_buffer or WHOLE_SPLIT, seed=self.config.train.seed,
                             reshuffle_each_iteration=True).repeat()
         if shard:
