@@ -160,17 +160,14 @@ def _load_file(path, split, shard=None, **options):
     unknown = sorted(set(options) - set(FILE_OPTIONS))
     if unknown:
         raise TypeError(f"file: sources take {', '.join(FILE_OPTIONS)}, not {', '.join(unknown)}.")
-    if "{split}" in path:
+    one_file_per_split = "{split}" in path
+    if one_file_per_split:
         if split not in splits.SPLITS:
             raise ValueError(
                 f"file:{path} holds one file per split; pick split from {splits.SPLITS}."
             )
         path = path.replace("{split}", split)
-        files = file_shard(path, shard) if shard else None
-        if shard and files is None:
-            return None
-        return _read_file(path, files=files, **options)
-    if split not in ("all",) + splits.SPLITS:
+    elif split not in ("all",) + splits.SPLITS:
         raise ValueError(
             f"Split {split!r} of file:{path} must be 'all', 'train', 'validation' or 'test'."
         )
@@ -178,7 +175,7 @@ def _load_file(path, split, shard=None, **options):
     if shard and files is None:
         return None
     dataset = _read_file(path, files=files, **options)
-    if split == "all":
+    if one_file_per_split or split == "all":
         return dataset
     bounds, low = {}, 0
     for name, percent in FILE_HOLDOUT:
