@@ -47,6 +47,7 @@ FAMILIES = {
     "dense_classifier": {"model": {"num_classes": 10},
                          "data": {"name": "digits", "inputs_key": "image"}},
     "masked_autoencoder": {"data": {"name": "breast_cancer"}},
+    "token_classifier": {"data": {"name": "wnut16", "words_key": "words"}},
 }
 DENSE = ("dense_classifier", "masked_autoencoder")
 

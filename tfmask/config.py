@@ -78,6 +78,9 @@ class ModelConfig:
     # Encoder token-wise layers on real tokens only (tfmask.layers.padding_free).
     # null = on, except on TPUs (under XLA: one compilation per bucket of token counts).
     padding_free: Optional[bool] = None
+    # token_classifier: the tags it predicts; empty = read from the training
+    # split (O, then every prefix of data.tag_scheme for each entity type).
+    tags: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +114,16 @@ class DataConfig:
     # A tf.data service dispatcher, HOST:PORT or grpc://HOST:PORT, whose workers
     # run the training pipeline (tfmask.data.service); "" = on this host.
     service: str = ""
+    # token_classifier: the scheme of the data's `tags` (bio, iob1, iobes,
+    # bilou); null = read from the training split.
+    tag_scheme: Optional[str] = None
+    # token_classifier: what one tag labels: a `word` of the data (its first
+    # word piece carries the tag), or a `character` (BERT's split: one unit
+    # per CJK character; word-level tags are spread over its characters).
+    tag_unit: str = "word"
+    # token_classifier: documents longer than a row are read through windows
+    # this many pieces apart; 0 = half a row.
+    window_stride: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -100,3 +100,33 @@ class MaskedPerplexity(MaskedCrossEntropy):
 
     def result(self):
         return ops.exp(self._mean())
+
+
+def entity_scores(true_rows, predicted_rows, scheme):
+    """Entity-level micro precision, recall and F1, and F1 per entity type,
+    of tag sequences (lists of lists of strings), scored as the field scores
+    NER: conlleval's span rules, through `seqeval`'s default mode (an entity
+    counts only when its type and both boundaries match; a stray I- starts
+    an entity, in BIO as in IOB1). `scheme` is the tags' (`tfmask.data.tagging`):
+    BILOU's L-/U- are read as IOBES's E-/S-.
+
+    Example:
+    >>> scores = entity_scores([["B-PER", "I-PER", "O", "B-LOC"]],
+    ...                        [["B-PER", "I-PER", "O", "B-ORG"]], "bio")
+    >>> scores["entity_f1"], scores["f1_PER"], scores["f1_LOC"]
+    (0.5, 1.0, 0.0)
+    """
+    from seqeval.metrics import classification_report
+
+    from tfmask.data.tagging import conlleval_tags
+
+    true = [conlleval_tags(row, scheme) for row in true_rows]
+    predicted = [conlleval_tags(row, scheme) for row in predicted_rows]
+    report = classification_report(true, predicted, output_dict=True, zero_division=0)
+    micro = report.pop("micro avg")
+    scores = {"entity_precision": float(micro["precision"]),
+              "entity_recall": float(micro["recall"]), "entity_f1": float(micro["f1-score"])}
+    for kind, values in sorted(report.items()):
+        if not kind.endswith(" avg"):
+            scores[f"f1_{kind}"] = float(values["f1-score"])
+    return scores

@@ -55,6 +55,8 @@ def grid_config(family, strategy, prompts, **sections):
         values["data"]["name"] = f"file:{prompts}"
         if strategy == "prompt":
             values["masking"]["response_marker"] = MARKER
+    elif family == "token_classifier":  # tagged words; noise in training only
+        values["masking"]["rate"] = 0.3
     elif strategy == "entity":
         values["data"].update(name="wnut16", words_key="words")
         values["masking"]["rate"] = 0.5
@@ -126,6 +128,31 @@ def test_each_pair_is_refused_in_one_line_or_changes_the_batch(family, strategy,
             baseline = first_batch(build_task(config_from_dict(
                 grid_config(family, "none", prompts))))
             assert np.array_equal(baseline[F.TOKEN_IDS], plain[F.TOKEN_IDS].numpy())
+    elif family == "token_classifier":  # input noise: tags and rows stay as they were
+        baseline = first_batch(build_task(config_from_dict(
+            grid_config(family, "none", prompts))))
+        changed = batch[F.TOKEN_IDS] != baseline[F.TOKEN_IDS]
+        assert changed.any(), "the strategy left the model's inputs as they were"
+        for key in (F.LABELS, F.PADDING_MASK, F.WORD_IDS):
+            assert np.array_equal(batch[key], baseline[key])
+        assert (changed <= batch[F.PADDING_MASK]).all()
+        if strategy == "entity":  # entity words are hidden first, so far more often
+            hidden = {"entity": 0, "other": 0}
+            seen = {"entity": 0, "other": 0}
+            # Fresh tasks: a second pass over one dataset is shuffled anew.
+            noisy_batches, plain = (build_task(config_from_dict(grid_config(
+                family, name, prompts))).train.take(6) for name in (strategy, "none"))
+            for noisy, clean in zip(noisy_batches, plain):
+                noisy, clean = {k: v.numpy() for k, v in noisy.items()}, clean
+                changed = noisy[F.TOKEN_IDS] != clean[F.TOKEN_IDS].numpy()
+                for row, word_ids in enumerate(noisy[F.WORD_IDS]):
+                    tagged = word_ids[noisy[F.LABELS][row] > 0]
+                    entity = np.isin(word_ids, tagged) & (word_ids >= 0)
+                    other = noisy[F.PADDING_MASK][row] & ~entity
+                    for kind, where in (("entity", entity), ("other", other)):
+                        hidden[kind] += changed[row][where].sum()
+                        seen[kind] += where.sum()
+            assert hidden["entity"] / seen["entity"] > 2 * hidden["other"] / seen["other"]
     elif strategy == "span_corruption":
         plain = unmasked_tokens(task, framing="none", reserve=1)
         sentinels = set(task.tokenizer.sentinel_ids(32))

@@ -12,6 +12,7 @@ are reproducible from `seed` yet different in every epoch.
 import tensorflow as tf
 
 from tfmask.data import features as F
+from tfmask.guards import guarded
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -49,6 +50,19 @@ def entity_ids_from_bio(tags):
     index = tf.cumsum(tf.cast(starts, tf.int32), axis=1) - 1
     dense_ids = tf.where(outside, -1, index)
     return tf.RaggedTensor.from_tensor(dense_ids, lengths=tags.row_lengths())
+
+
+def aligned_tags(words, tags):
+    """`tags`, guarded by a check that every row has one tag per word: a
+    words/tags length mismatch would otherwise shift every later tag onto
+    the wrong word, silently."""
+    words_per_row, tags_per_row = words.row_lengths(), tags.row_lengths()
+    check = tf.debugging.Assert(
+        tf.reduce_all(tf.equal(words_per_row, tags_per_row)),
+        ["a document's words and tags differ in length (one tag per word is needed); fix "
+         "the data. Words per document:", words_per_row, "tags per document:", tags_per_row],
+        summarize=8)
+    return guarded(tags, check)
 
 
 def words_to_tokens(word_values, word_ids, fill=-1):
@@ -93,7 +107,10 @@ def tokenize_batch(batch, tokenizer, sequence_length, text_key=F.TEXT, words_key
     )
     batch[F.WORDS] = tokens[F.WORDS]
     if "tags" in batch:
-        entities = entity_ids_from_bio(batch.pop("tags"))
+        tags = batch.pop("tags")
+        if words_key is not None:
+            tags = aligned_tags(words, tags)
+        entities = entity_ids_from_bio(tags)
         batch[F.ENTITY_IDS] = words_to_tokens(entities, batch[F.WORD_IDS])
     return batch
 

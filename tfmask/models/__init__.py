@@ -1,9 +1,9 @@
-"""Model builders: masked-LM encoder, classifier, causal LM, Transformer and
-LSTM seq2seq, dense classifier and masked autoencoder, each a functional Keras
+"""Model builders: masked-LM encoder, classifier, causal LM, token classifier,
+Transformer and LSTM seq2seq, dense classifier and masked autoencoder, each a functional Keras
 model rebuilt from its hyper-parameters."""
 
 from tfmask.models.dense import DenseClassifierModel, DenseEncoder, MaskedAutoencoderModel
-from tfmask.models.mlm import ClassifierModel, MaskedLMModel
+from tfmask.models.mlm import ClassifierModel, MaskedLMModel, TokenClassifierModel
 from tfmask.models.seq2seq import CausalLMModel, Seq2SeqLSTMModel, Seq2SeqTransformerModel
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "MaskedLMModel",
     "Seq2SeqLSTMModel",
     "Seq2SeqTransformerModel",
+    "TokenClassifierModel",
 ]

@@ -150,3 +150,55 @@ class ClassifierModel(_EncoderModel):
                 "pooling": self.pooling, "classifier_dropout": self.classifier_dropout,
                 "name": self.name, "trainable": self.trainable}
 
+
+
+@keras.saving.register_keras_serializable(package="tfmask")
+class TokenClassifierModel(_EncoderModel):
+    """Encoder + a tag per token (named-entity recognition), for fine-tuning.
+
+    Inputs `token_ids` and `padding_mask` [B, S]; output logits
+    [B, S, num_tags] in float32 (the task reads those of each word's first
+    piece, `tfmask.data.tagging`).
+
+    Example:
+    >>> import numpy as np
+    >>> model = TokenClassifierModel(num_tags=5, vocabulary_size=50, num_layers=1,
+    ...                              num_heads=2, hidden_dim=8, intermediate_dim=16,
+    ...                              max_length=16)
+    >>> model({"token_ids": np.array([[2, 5, 6, 3, 0]]),
+    ...        "padding_mask": np.array([[1, 1, 1, 1, 0]], bool)}).shape
+    TensorShape([1, 5, 5])
+    """
+
+    def __init__(self, num_tags, vocabulary_size, num_layers, num_heads, hidden_dim,
+                 intermediate_dim, max_length, dropout=0.1, attention_dropout=None,
+                 activation="gelu", layer_norm_epsilon=1e-12, normalize_first=False,
+                 position="learned", num_segments=2, classifier_dropout=None,
+                 padding_free=False, **kwargs):
+        dtype = kwargs.pop("dtype", None)
+        stack = EncoderStack(vocabulary_size, num_layers, num_heads, hidden_dim,
+                             intermediate_dim, max_length, dropout, attention_dropout,
+                             activation, layer_norm_epsilon, normalize_first, position,
+                             num_segments, padding_free=padding_free, dtype=dtype)
+        inputs = symbolic_inputs([F.TOKEN_IDS, F.PADDING_MASK])
+        sequence = stack(inputs[F.TOKEN_IDS], inputs[F.PADDING_MASK])
+        rate = dropout if classifier_dropout is None else classifier_dropout
+        sequence = Dropout(rate, dtype=dtype, name="tagger_dropout")(sequence)
+        # Not "classifier": a classifier run's head has another shape and
+        # must not be copied into this one (`from_pretrained` copies by name).
+        logits = keras.layers.Dense(num_tags, dtype=dtype, name="tagger")(sequence)
+        logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
+        super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
+        self.stack = stack
+        self._store(num_tags=num_tags, vocabulary_size=vocabulary_size, num_layers=num_layers,
+                    num_heads=num_heads, hidden_dim=hidden_dim,
+                    intermediate_dim=intermediate_dim, max_length=max_length, dropout=dropout,
+                    attention_dropout=attention_dropout, activation=activation,
+                    layer_norm_epsilon=layer_norm_epsilon, normalize_first=normalize_first,
+                    position=position, num_segments=num_segments,
+                    classifier_dropout=classifier_dropout, padding_free=padding_free)
+
+    def get_config(self):
+        return {**self._encoder_config(), "num_tags": self.num_tags,
+                "classifier_dropout": self.classifier_dropout, "name": self.name,
+                "trainable": self.trainable}

@@ -6,7 +6,7 @@ loaded and resolved by its family with `load_config` / `config_from_dict`.
 Example:
 >>> TASKS.names()  # doctest: +NORMALIZE_WHITESPACE
 ['causal_lm', 'classifier', 'dense_classifier', 'masked_autoencoder', 'mlm', 'seq2seq_lstm',
- 'seq2seq_transformer']
+ 'seq2seq_transformer', 'token_classifier']
 >>> TASKS.get("classifier").strategies
 ('none', 'term', 'random', 'whole_word', 'span')
 """
@@ -27,8 +27,9 @@ from tfmask.tasks.registry import (
 )
 from tfmask.tasks.seq2seq_lstm import Seq2SeqLSTMTask
 from tfmask.tasks.seq2seq_transformer import Seq2SeqTransformerTask
+from tfmask.tasks.token_classifier import TokenClassifierTask
 
 __all__ = ["TASKS", "STRATEGIES", "Task", "build_task", "build_tokenizer", "config_from_dict",
            "load_config", "load_documents", "resolve_config", "strategy_table",
            "CausalLMTask", "ClassifierTask", "DenseClassifierTask", "MaskedAutoencoderTask",
-           "MaskedLMTask", "Seq2SeqLSTMTask", "Seq2SeqTransformerTask"]
+           "MaskedLMTask", "Seq2SeqLSTMTask", "Seq2SeqTransformerTask", "TokenClassifierTask"]

@@ -62,6 +62,15 @@ def dense_settings(config):
             ("masking.indicator", masking.indicator, False))
 
 
+def token_classifier_settings(config):
+    """(key, value, default) of the settings only token classification reads."""
+    data = config.data
+    return (("model.tags", config.model.tags, []),
+            ("data.tag_scheme", data.tag_scheme, None),
+            ("data.tag_unit", data.tag_unit, "word"),
+            ("data.window_stride", data.window_stride, 0))
+
+
 # What each masking strategy does: the first half of the line that refuses
 # it for a family (the family's `refusal_hint` says what it does instead).
 STRATEGY_PURPOSES = {
@@ -126,6 +135,7 @@ class Task(abc.ABC):
     # Pre-LN (True) or post-LN (False) blocks when model.normalize_first is unset.
     default_normalize_first = False
     dense = False  # reads dense arrays (tfmask.tasks.dense), not text
+    tags_tokens = False  # predicts a tag per token (tfmask.tasks.token_classifier)
 
     def __init__(self, config, tokenizer=None, vocabulary_path=None):
         self.config = config
@@ -173,6 +183,12 @@ class Task(abc.ABC):
             if dense_only:
                 raise ConfigError(f"model.family={cls.family} reads text: {dense_only[0]} "
                                   "applies to dense families; remove it.")
+        if not cls.tags_tokens:
+            tag_only = [key for key, value, default in token_classifier_settings(config)
+                        if value != default]
+            if tag_only:
+                raise ConfigError(f"model.family={cls.family} does not tag tokens: {tag_only[0]}"
+                                  " applies to model.family=token_classifier; remove it.")
         if masking.rate == 0 and masking.strategy in ("random", "whole_word", "span", "entity"):
             raise ConfigError("masking.rate=0 masks nothing; set a rate in (0, 1] or "
                               "masking.strategy: none.")
@@ -463,8 +479,9 @@ class Task(abc.ABC):
             metrics["perplexity"] = MaskedPerplexity(name=f"{prefix}_perplexity")
         return metrics
 
-    def extra_evaluation(self, model):
-        """More metrics after the evaluation split's (e.g. BLEU); {} by default."""
+    def extra_evaluation(self, model, split, prefix):
+        """More metrics of `split` after the trainer's (BLEU, entity F1),
+        named `{prefix}_*`; {} by default."""
         return {}
 
     # ------------------------------------------------------------ prediction

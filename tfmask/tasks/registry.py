@@ -40,6 +40,7 @@ from tfmask.tasks.dense import DenseClassifierTask, MaskedAutoencoderTask
 from tfmask.tasks.mlm import MaskedLMTask
 from tfmask.tasks.seq2seq_lstm import Seq2SeqLSTMTask
 from tfmask.tasks.seq2seq_transformer import Seq2SeqTransformerTask
+from tfmask.tasks.token_classifier import TokenClassifierTask
 
 # Every masking strategy a config may name (`masking.strategy`).
 STRATEGIES = ("none", "random", "whole_word", "span", "entity", "term", "span_corruption",
@@ -47,7 +48,7 @@ STRATEGIES = ("none", "random", "whole_word", "span", "entity", "term", "span_co
 
 TASKS = Registry("model family")
 for _task in (MaskedLMTask, ClassifierTask, Seq2SeqTransformerTask, Seq2SeqLSTMTask,
-              CausalLMTask, DenseClassifierTask, MaskedAutoencoderTask):
+              CausalLMTask, DenseClassifierTask, MaskedAutoencoderTask, TokenClassifierTask):
     TASKS.add(_task.family, _task)
 del _task
 

@@ -170,11 +170,12 @@ class Seq2SeqTransformerTask(Task):
                                 stop_token_ids=[self.tokenizer.sep_id])
         return {"text": self.text_until_end(output, start=1)}
 
-    def extra_evaluation(self, model):
+    def extra_evaluation(self, model, split, prefix):
+        """BLEU of the evaluation split (data.eval_split) only."""
         count = self.config.train.generate_examples
-        if not count or self.corrupt is not None:
+        if not count or self.corrupt is not None or split != self.config.data.eval_split:
             return {}
-        return {"eval_bleu": self.corpus_bleu(model, count)}
+        return {f"{prefix}_bleu": self.corpus_bleu(model, count)}
 
     def corpus_bleu(self, model, count, sampler="greedy"):
         """sacreBLEU of translations of the first `count` evaluation pairs."""

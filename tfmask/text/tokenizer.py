@@ -187,16 +187,24 @@ class WordPieceTokenizer:
         return {"token_ids": token_ids, "word_ids": word_ids, "words": words}
 
     @tf.autograph.experimental.do_not_convert
-    def tokenize_words(self, words):
+    def tokenize_words(self, words, empty_as_unk=False):
         """Pre-segmented words, ragged [B, W] strings -> same dict as `tokenize`.
 
         Each given word is one unit for `word_ids`, even when BERT's basic
         tokenizer would split it further (every Chinese character, say).
+        `empty_as_unk`: a word that tokenizes to nothing (a zero-width space,
+        a control character) becomes one [UNK] instead of vanishing, so every
+        word keeps a piece (token classification tags every word).
         """
         if not isinstance(words, tf.RaggedTensor):
             words = tf.ragged.constant(words) if isinstance(words, list) else words
         pieces = self._tokenizer.tokenize(words)  # [B, W, w, P]
         pieces = pieces.merge_dims(2, 3)  # [B, W, P]
+        if empty_as_unk:
+            empty = tf.cast(tf.equal(pieces.values.row_lengths(), 0), tf.int64)
+            unk = tf.RaggedTensor.from_row_lengths(
+                tf.fill([tf.reduce_sum(empty)], tf.cast(self.unk_id, pieces.dtype)), empty)
+            pieces = pieces.with_values(tf.concat([pieces.values, unk], axis=1))
         token_ids, word_ids = _pieces_and_word_ids(pieces)
         return {"token_ids": token_ids, "word_ids": word_ids, "words": words}
 

@@ -328,8 +328,8 @@ class Trainer:
                     tf.summary.scalar(key, value)
 
     def evaluate(self, split=None):
-        """Metrics on `split` (default: data.eval_split, which also gets the
-        task's extra evaluation, e.g. BLEU), named `eval_*` or `{split}_*`."""
+        """Metrics on `split` (default: data.eval_split), the task's extra
+        evaluation included (BLEU, entity F1), named `eval_*` or `{split}_*`."""
         for metric in self.eval_metrics.values():
             metric.reset_state()
         if split not in self._evaluation_batches:
@@ -343,8 +343,8 @@ class Trainer:
             self._stop_if_signalled("evaluation")
         prefix = "eval" if split is None else split
         results = {f"{prefix}_{k}": float(m.result()) for k, m in self.eval_metrics.items()}
-        if split is None:
-            results.update(self.task.extra_evaluation(self.model))
+        results.update(self.task.extra_evaluation(
+            self.model, split or self.config.data.eval_split, prefix))
         return results
 
     def fit(self, reexport=False):
