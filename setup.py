@@ -42,6 +42,9 @@ setup(
         # jieba's dictionary and accuracy in Rust, ~13x faster than jieba, a 4.6 MB
         # wheel with no dependencies (benchmarks/segmenters.py).
         "rjieba>=0.2",
+        # Entity-level NER scores (token_classifier): conlleval's span rules as the
+        # field computes them (seqeval's default mode); it pulls in scikit-learn.
+        "seqeval>=1.2.2",
     ],
     extras_require={
         # The dense data sets (digits, breast_cancer, wine, sunspots_windows,

@@ -210,7 +210,7 @@ def entity_spans(tags):
         lambda t: tf.strings.regex_replace(tf.strings.regex_replace(t, "^L-", "E-"),
                                            "^U-", "S-"), tags)
     ids = entity_ids_from_bio(tags)  # [B, U], -1 outside entities
-    counts = tf.reduce_max(ids, axis=1) + 1  # entities per row
+    counts = tf.maximum(tf.reduce_max(ids, axis=1) + 1, 0)  # entities per row (empty: 0)
     count = tf.reduce_sum(counts)
     row_start = tf.cumsum(counts, exclusive=True)
     inside = tf.where(ids.flat_values >= 0)[:, 0]

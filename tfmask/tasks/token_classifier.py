@@ -51,31 +51,23 @@ FIX_DATA = ("use data with word-level `words` and `tags` (wnut16, peoples_daily,
             "file, or JSONL declared with data.dataset_options.extra_fields)")
 
 
-_TAGGED = {}  # (data source, split) -> rows: resolve and the checks read a split once
-
-
 def tagged_documents(config, split):
-    """(words, tags) per document of `split`, each a list of strings."""
+    """(words, tags) per document of `split`, each a list of strings. Read
+    anew each time (a file may change between runs of one process)."""
     data = config.data
-    key = (data.name, split, data.words_key, repr(sorted(data.dataset_options.items())))
-    if key not in _TAGGED:
-        documents = load_documents(config, split)
-        available = sorted(documents.element_spec)
-        for what, feature in (("data.words_key", data.words_key), ("word-level tags", TAGS)):
-            if feature not in available:
-                raise RunError(f"data.name={data.name} split {split!r} has no {feature!r} "
-                               f"feature ({what}), which model.family=token_classifier reads; "
-                               f"it has {', '.join(available)}: {FIX_DATA}.")
-        pairs = documents.map(lambda d: {"words": d[data.words_key], "tags": d[TAGS]})
-        rows = []
-        for batch in pairs.ragged_batch(1024).as_numpy_iterator():
-            for words, tags in zip(batch["words"], batch["tags"]):
-                rows.append(([w.decode("utf-8") for w in words],
-                             [t.decode("utf-8") for t in tags]))
-        if len(_TAGGED) > 8:
-            _TAGGED.clear()
-        _TAGGED[key] = rows
-    return _TAGGED[key]
+    documents = load_documents(config, split)
+    available = sorted(documents.element_spec)
+    for what, feature in (("data.words_key", data.words_key), ("word-level tags", TAGS)):
+        if feature not in available:
+            raise RunError(f"data.name={data.name} split {split!r} has no {feature!r} "
+                           f"feature ({what}), which model.family=token_classifier reads; "
+                           f"it has {', '.join(available)}: {FIX_DATA}.")
+    pairs = documents.map(lambda d: {"words": d[data.words_key], "tags": d[TAGS]})
+    rows = []
+    for batch in pairs.ragged_batch(1024).as_numpy_iterator():
+        for words, tags in zip(batch["words"], batch["tags"]):
+            rows.append(([w.decode("utf-8") for w in words], [t.decode("utf-8") for t in tags]))
+    return rows
 
 
 def check_tagged(rows, where, scheme=None, tags=None):
