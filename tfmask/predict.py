@@ -1,8 +1,9 @@
-"""Predict with a trained run: fill-mask, classification or generation.
+"""Predict with a trained run: fill-mask, classification, generation or entities.
 
     python -m tfmask.predict --run runs/mlm_austen_wordnet --text "the movie was [MASK] ."
     python -m tfmask.predict --run runs/rotten_tomatoes_minilm --text "a gorgeous, moving film"
     python -m tfmask.predict --run runs/kjv_rv1909_transformer --text "In the beginning" --sampler beam
+    python -m tfmask.predict --run runs/ner_wnut16_minilm --text "going to see Justin Bieber in London"
 
 The run folder is what `python -m tfmask.train` wrote (`config.yaml` and
 `export/` with `model.keras` and `vocab.txt`); its model family's task

@@ -15,6 +15,7 @@ checks it in a fresh process that does not import tfmask).
 | mlm | texts with `[MASK]` | `positions` [B, W] (-1 = unused slot), `tokens`, `token_ids`, `probabilities` [B, W, top_k] |
 | seq2seq_transformer, seq2seq_lstm | source texts | `text` [B], greedy decoding |
 | causal_lm | prompts | `text` [B], the greedy continuation |
+| token_classifier | texts (words space-separated, or any Chinese text with `data.tag_unit: character`) | `tags` [B, U] per unit; `entity_count` [B]; `entity_types`, `entity_texts`, `entity_starts`, `entity_ends` (character offsets, end exclusive), `entity_scores` [B, E] |
 
 A second signature, `serve_token_ids`, is the bare model on token ids, for
 systems that tokenize themselves; it is the only one for runs that do not

@@ -160,9 +160,8 @@ class TokenClassifierTask(Task):
         data, model = config.data, config.model
         if data.tag_scheme and model.tags:
             return config
-        if not check_data:
-            raise ConfigError("model.tags and data.tag_scheme are unset and check_data=False "
-                              "reads no data; set both.")
+        if not check_data:  # a trained run's config.yaml has both; this reads no data
+            return config
         if not data.words_key:
             cls.validate(config)  # the one line naming data.words_key
         where = f"data.name={data.name} split {data.train_split!r}"
@@ -200,6 +199,9 @@ class TokenClassifierTask(Task):
         strategy = config.masking.strategy
         self.noise = mlm_strategy(config.masking, self.tokenizer) if strategy in NOISE else None
         tags = list(config.model.tags)
+        if not tags or not config.data.tag_scheme:
+            raise ConfigError("model.tags and data.tag_scheme are unset: resolve the config "
+                              "with its data (load_config) to read them from the training split.")
         self.tags = tags
         self.outside_id = tags.index("O")
         self._tag_table = tf.lookup.StaticHashTable(
