@@ -81,6 +81,9 @@ class ModelConfig:
     # token_classifier: the tags it predicts; empty = read from the training
     # split (O, then every prefix of data.tag_scheme for each entity type).
     tags: list = dataclasses.field(default_factory=list)
+    # Encoder families: train the head(s) only, the encoder's weights stay as
+    # they start (linear probing; an MLM head's warm-up before unfreezing).
+    freeze_encoder: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

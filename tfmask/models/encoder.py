@@ -54,6 +54,11 @@ class EncoderStack:
                 epsilon=layer_norm_epsilon, dtype=dtype, name="final_norm"
             )
 
+    @property
+    def layers(self):
+        """The encoder's layers: embedding, blocks, the final norm if any."""
+        return [self.embedding, *self.blocks] + ([self.final_norm] if self.final_norm else [])
+
     def __call__(self, token_ids, padding_mask, segment_ids=None, position_ids=None,
                  token_type_ids=None, use_causal_mask=False):
         x = self.embedding(token_ids, token_type_ids=token_type_ids, position_ids=position_ids)

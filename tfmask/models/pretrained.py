@@ -304,9 +304,7 @@ def pretrained_vocabulary(directory):
 
 def _encoder_layers(model):
     """{name: layer} of the encoder stack (embedding, blocks, final norm)."""
-    stack = model.stack
-    layers = [stack.embedding, *stack.blocks] + ([stack.final_norm] if stack.final_norm else [])
-    return {layer.name: layer for layer in layers}
+    return {layer.name: layer for layer in model.stack.layers}
 
 
 def _layer(model, name):

@@ -130,6 +130,7 @@ class Task(abc.ABC):
     generates = False  # train.generate_examples (BLEU)
     supports_words_key = False  # data.words_key (pre-segmented words)
     supports_padding_free = False  # model.padding_free (encoder families)
+    supports_freezing = False  # model.freeze_encoder (encoder families)
     uses_decoder_layers = False  # model.decoder_num_layers
     causal = False  # the model attends causally (drawn by `inspect`)
     # Pre-LN (True) or post-LN (False) blocks when model.normalize_first is unset.
@@ -165,6 +166,7 @@ class Task(abc.ABC):
                  f"train.generate_examples={config.train.generate_examples}"),
                 (data.words_key, cls.supports_words_key, f"data.words_key={data.words_key}"),
                 (model.padding_free, cls.supports_padding_free, "model.padding_free=true"),
+                (model.freeze_encoder, cls.supports_freezing, "model.freeze_encoder=true"),
                 (model.decoder_num_layers is not None, cls.uses_decoder_layers,
                  f"model.decoder_num_layers={model.decoder_num_layers}")):
             if setting and not supported:

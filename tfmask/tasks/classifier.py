@@ -23,6 +23,7 @@ from tfmask.tasks.shared import (
     encoder_kwargs,
     mlm_strategy,
     pretrained_directory,
+    with_frozen_encoder,
 )
 
 NOISE = ("random", "whole_word", "span")
@@ -39,6 +40,7 @@ class ClassifierTask(Task):
     supports_pretrained = True
     supports_words_key = True
     supports_padding_free = True
+    supports_freezing = True
 
     @classmethod
     def validate(cls, config):
@@ -110,9 +112,10 @@ class ClassifierTask(Task):
             model, _ = from_pretrained(ClassifierModel,
                                        pretrained_directory(config.model.pretrained),
                                        dropout=config.model.dropout, **common)
-            return model
-        return ClassifierModel(**encoder_kwargs(config, self.tokenizer), **common,
-                               normalize_first=self.normalize_first(config))
+            return with_frozen_encoder(model, config)
+        model = ClassifierModel(**encoder_kwargs(config, self.tokenizer), **common,
+                                normalize_first=self.normalize_first(config))
+        return with_frozen_encoder(model, config)
 
     # ------------------------------------------------------------ prediction
     def model_inputs(self, texts):

@@ -24,6 +24,7 @@ from tfmask.tasks.shared import (
     encoder_kwargs,
     mlm_strategy,
     pretrained_directory,
+    with_frozen_encoder,
 )
 
 ENTITY_TAGS = "tags"  # the word-level feature `tokenize_batch` turns into entity_ids
@@ -54,6 +55,7 @@ class MaskedLMTask(Task):
     supports_static_masking = True
     supports_words_key = True
     supports_padding_free = True
+    supports_freezing = True
 
     @classmethod
     def validate(cls, config):
@@ -166,9 +168,10 @@ class MaskedLMTask(Task):
         if config.model.pretrained:
             model, _ = from_pretrained(MaskedLMModel, pretrained_directory(config.model.pretrained),
                                        dropout=config.model.dropout, **common)
-            return model
-        return MaskedLMModel(**encoder_kwargs(config, self.tokenizer), **common,
-                             normalize_first=self.normalize_first(config))
+            return with_frozen_encoder(model, config)
+        model = MaskedLMModel(**encoder_kwargs(config, self.tokenizer), **common,
+                              normalize_first=self.normalize_first(config))
+        return with_frozen_encoder(model, config)
 
     # ------------------------------------------------------------ prediction
     def fill_mask_inputs(self, texts):

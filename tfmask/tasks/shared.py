@@ -44,6 +44,26 @@ def encoder_kwargs(config, tokenizer):
                 dropout=model.dropout, position=model.position)
 
 
+def with_frozen_encoder(model, config):
+    """`model` with its encoder's layers untrainable when model.freeze_encoder
+    asks: the optimizer then sees the heads only (their shared embedding
+    included: an MLM head's tied output matrix stays as it starts).
+
+    Example:
+    >>> import types
+    >>> from tfmask.models import ClassifierModel
+    >>> model = ClassifierModel(num_classes=2, vocabulary_size=20, num_layers=1, num_heads=1,
+    ...                         hidden_dim=4, intermediate_dim=8, max_length=8)
+    >>> frozen = types.SimpleNamespace(model=types.SimpleNamespace(freeze_encoder=True))
+    >>> [w.path for w in with_frozen_encoder(model, frozen).trainable_weights]
+    ['pooler/kernel', 'pooler/bias', 'classifier/kernel', 'classifier/bias']
+    """
+    if config.model.freeze_encoder:
+        for layer in model.stack.layers:
+            layer.trainable = False
+    return model
+
+
 def check_pretrained_architecture(config):
     """A pretrained encoder brings its own architecture."""
     if config.model.pretrained and config.model.normalize_first is not None:

@@ -42,6 +42,7 @@ from tfmask.tasks.shared import (
     encoder_kwargs,
     mlm_strategy,
     pretrained_directory,
+    with_frozen_encoder,
 )
 
 TAGS = "tags"  # the word-level tag feature (as entity masking reads it)
@@ -123,6 +124,7 @@ class TokenClassifierTask(Task):
     supports_pretrained = True
     supports_words_key = True
     supports_padding_free = True
+    supports_freezing = True
     tags_tokens = True
 
     # ------------------------------------------------------------ config
@@ -289,9 +291,10 @@ class TokenClassifierTask(Task):
             model, _ = from_pretrained(TokenClassifierModel,
                                        pretrained_directory(config.model.pretrained),
                                        dropout=config.model.dropout, **common)
-            return model
-        return TokenClassifierModel(**encoder_kwargs(config, self.tokenizer), **common,
-                                    normalize_first=self.normalize_first(config))
+            return with_frozen_encoder(model, config)
+        model = TokenClassifierModel(**encoder_kwargs(config, self.tokenizer), **common,
+                                     normalize_first=self.normalize_first(config))
+        return with_frozen_encoder(model, config)
 
     # ------------------------------------------------------------ evaluation
     def extra_evaluation(self, model, split, prefix):
