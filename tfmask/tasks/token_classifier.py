@@ -232,6 +232,9 @@ class TokenClassifierTask(Task):
         keep = (F.TOKEN_IDS, F.PADDING_MASK, F.WORD_IDS, F.LABELS, DOCUMENT)
         return rows.map(lambda batch: {k: batch[k] for k in keep}).prefetch(AUTOTUNE)
 
+    # Not converted by AutoGraph (nor `_rows`): no Python control flow on
+    # tensors, and converting the ragged ops beneath cost ~4 s per pipeline.
+    @tf.autograph.experimental.do_not_convert
     def _document_rows(self, batch):
         words = batch[F.WORDS]
         tags = aligned_tags(words, batch[TAGS])
@@ -246,6 +249,7 @@ class TokenClassifierTask(Task):
         entity = self.config.masking.strategy == "entity"
         return self._rows(words, ids, batch[DOCUMENT], tags if entity else None)
 
+    @tf.autograph.experimental.do_not_convert
     def _rows(self, units, tag_ids, document, tags=None):
         """Units [B, U] (ragged strings) and their tag ids -> framed windows
         [K, S]: token_ids, padding_mask, word_ids (the unit of each piece),
@@ -259,7 +263,8 @@ class TokenClassifierTask(Task):
             return word_ids.with_flat_values(
                 tf.gather(values.flat_values, index + tf.cast(word_ids.flat_values, tf.int64)))
 
-        labels = tf.where(T.first_pieces(word_ids), per_piece(tag_ids), T.IGNORED)
+        labels = word_ids.with_flat_values(tf.where(  # flat: ragged where traces slowly
+            T.first_pieces(word_ids).flat_values, per_piece(tag_ids).flat_values, T.IGNORED))
         features = {F.TOKEN_IDS: tokens[F.TOKEN_IDS], F.WORD_IDS: word_ids, F.LABELS: labels}
         if tags is not None:
             features[F.ENTITY_IDS] = per_piece(T.entity_ids_from_bio(tags))
@@ -268,12 +273,11 @@ class TokenClassifierTask(Task):
         rows = self.tokenizer.frame(pieces[F.TOKEN_IDS], length, word_ids=pieces[F.WORD_IDS])
         rows.pop(F.TRUNCATED)
 
-        def framed(values):  # -1 at [CLS], [SEP] and padding
-            return self.tokenizer.frame(pieces[F.TOKEN_IDS], length, word_ids=values)[F.WORD_IDS]
-
-        rows[F.LABELS] = framed(tf.where(owned, pieces[F.LABELS], T.IGNORED))
+        labels = owned.with_flat_values(
+            tf.where(owned.flat_values, pieces[F.LABELS].flat_values, T.IGNORED))
+        rows[F.LABELS] = T.framed(labels, length - 2)
         if tags is not None:
-            rows[F.ENTITY_IDS] = framed(pieces[F.ENTITY_IDS])
+            rows[F.ENTITY_IDS] = T.framed(pieces[F.ENTITY_IDS], length - 2)
         rows[DOCUMENT] = tf.gather(document, row)
         return rows
 
