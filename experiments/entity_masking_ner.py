@@ -8,8 +8,10 @@ Phase 1, continued MLM on the training tweets' own text (their words), one
 run per masking (random 80/10/10 tokens, whole words, whole entities first
 then whole words), the same step budget and 15% rate each. MiniLM has no
 MLM head, so each run's head starts fresh (experiment 7 found that this
-spends much of a short budget); `MiniLM` is the encoder as shipped, no
-continued pre-training ("none").
+spends much of a short budget); each masking also runs with a head warm-up:
+the first `--head_warmup` of its steps train the head alone (encoder frozen,
+`model.freeze_encoder`), the rest continue from there. `MiniLM` is the
+encoder as shipped, no continued pre-training ("none").
 
 Phase 2, NER fine-tuning (`token_classifier`) of each encoder on 100, 500 and
 all 1,825 labelled training tweets (`data.train_examples`, drawn with the
@@ -41,6 +43,9 @@ def add_flags(parser):
     parser.add_argument("--mlm_steps", type=int, default=120,
                         help="continued-MLM steps per masking (32 packed rows of 64)")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument("--head_warmup", type=int, default=40,
+                        help="also run each masking with this many of its MLM steps spent "
+                             "on the fresh head alone (encoder frozen); 0 = not")
     parser.add_argument("--labels", type=int, nargs="+", default=list(FINETUNE),
                         help="label counts to fine-tune on (0 = all)")
     parser.add_argument("--fresh", action="store_true", help="forget earlier progress")
@@ -50,12 +55,27 @@ def label_name(count):
     return "all" if count == 0 else str(count)
 
 
-def continue_mlm(strategy, folder, args):
-    values = common.merge(common.base_config("ner_continued_mlm"),
-                          masking={"strategy": strategy}, train={"steps": args.mlm_steps})
+def continue_mlm(strategy, folder, args, warmup=0):
+    """One continued-MLM run; with `warmup`, its first steps train the fresh
+    head alone (model.freeze_encoder, at 10x the learning rate) and a second
+    run continues from it for the rest of the same step budget."""
+    base = common.merge(common.base_config("ner_continued_mlm"), masking={"strategy": strategy})
+    seconds = wall = 0.0
+    start = "minilm"
+    if warmup:
+        head = os.path.join(folder, "head_warmup")
+        values = common.merge(base, model={"freeze_encoder": True},
+                              optimizer={"learning_rate": 1e-3}, train={"steps": warmup},
+                              schedule={"warmup_steps": 0, "decay": "constant"})
+        results, _ = common.train(values, head, 0, args)
+        seconds, wall, start = results["train_seconds"], results["wall_seconds"], head
+        folder = os.path.join(folder, "continued")
+    values = common.merge(base, model={"pretrained": start},
+                          train={"steps": args.mlm_steps - warmup})
     results, _ = common.train(values, folder, 0, args)
     return {"run": folder, "mlm_accuracy": results["eval_accuracy"],
-            "mlm_seconds": results["train_seconds"], "wall_seconds": results["wall_seconds"]}
+            "mlm_seconds": seconds + results["train_seconds"],
+            "wall_seconds": wall + results["wall_seconds"]}
 
 
 def finetune(start, labels, seed, folder, args):
@@ -80,10 +100,18 @@ def run_all(args):
         mlm[strategy] = progress.run(f"mlm|{strategy}|{steps} steps",
                                      lambda s=strategy, f=folder: continue_mlm(s, f, args))
         starts[strategy] = mlm[strategy]["run"]
+    warmup = int(args.head_warmup * args.scale)
+    for strategy in args.strategies if warmup else ():
+        name = f"{strategy} + head warm-up"
+        folder = os.path.join(work, "mlm", f"{strategy}_head_warmup")
+        mlm[name] = progress.run(f"mlm|{name}|{warmup}+{steps - warmup} steps",
+                                 lambda s=strategy, f=folder: continue_mlm(s, f, args, warmup))
+        starts[name] = mlm[name]["run"]
     for labels in args.labels:
         for name, start in starts.items():
             for seed in args.seeds:
-                folder = os.path.join(work, "finetune", name, label_name(labels), f"seed{seed}")
+                folder = os.path.join(work, "finetune", name.replace(" + head warm-up", "_warmup"),
+                                      label_name(labels), f"seed{seed}")
                 progress.run(f"finetune|{name}|{label_name(labels)}|{seed}",
                              lambda st=start, s=seed, f=folder, c=labels: finetune(
                                  st, c, s, f, args))
