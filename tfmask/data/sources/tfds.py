@@ -11,7 +11,8 @@ from tfmask.data.sources import core
 from tfmask.data.sources.core import FILE_KEY, RECORD_KEY, SourceError, check_mode, finish
 
 
-def tfds_source(name, split, text_key="text", on_decode_error="fail", **tfds_kwargs):
+def tfds_source(name, split, text_key="text", on_decode_error="fail", words_feature=None,
+                tags_feature=None, **tfds_kwargs):
     """A split of a TFDS dataset, its `text_key` feature renamed to `text`.
 
     Args:
@@ -19,6 +20,12 @@ def tfds_source(name, split, text_key="text", on_decode_error="fail", **tfds_kwa
         split: TFDS split, slicing allowed ("train[:10%]").
         text_key: the string feature holding the document.
         on_decode_error: "fail", "replace" or "skip" (see `tfmask.data.sources`).
+        words_feature: a sequence-of-strings feature of pre-split words (e.g.
+            conll2003's `tokens`), renamed `words`; a dataset without
+            `text_key` then gets `text`, the words joined by spaces.
+        tags_feature: a sequence feature of one tag per word (e.g.
+            conll2003's `ner`), renamed `tags`; class-label ids become their
+            names ("B-PER"), as token classification reads them.
         **tfds_kwargs: passed to `tensorflow_datasets.load` (`data_dir`,
             `download`, `shuffle_files`, `read_config`, ...), but not
             `as_supervised` or `batch_size`: sources yield unbatched dicts.
@@ -44,6 +51,8 @@ def tfds_source(name, split, text_key="text", on_decode_error="fail", **tfds_kwa
             )
     where = f"{name}[{split}]"
     dataset, info = tfds.load(name, split=split, with_info=True, **tfds_kwargs)
+    if words_feature or tags_feature:
+        dataset = _words_and_tags(dataset, info, where, text_key, words_feature, tags_feature)
     spec = dataset.element_spec
     if not isinstance(spec, dict) or text_key not in spec:
         keys = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
@@ -83,3 +92,31 @@ def tfds_source(name, split, text_key="text", on_decode_error="fail", **tfds_kwa
     batches = batches.enumerate().map(number)
     element_spec = rename(spec)
     return finish(batches, on_decode_error, "example", element_spec=element_spec)
+
+
+def _words_and_tags(dataset, info, where, text_key, words_feature, tags_feature):
+    """Examples with `words_feature` as `words`, `tags_feature` as string
+    `tags` (class-label names) and, when missing, `text_key` from the words."""
+    spec = dataset.element_spec
+    for feature in (words_feature, tags_feature):
+        if feature and feature not in spec:
+            raise SourceError(f"{where} has no feature {feature!r} (it has {sorted(spec)}); "
+                              "set words_feature / tags_feature to one of them.")
+    names = None
+    if tags_feature:
+        label = getattr(info.features[tags_feature], "feature", info.features[tags_feature])
+        names = getattr(label, "names", None)  # a ClassLabel: ids -> names
+    drop = {words_feature, tags_feature} - {None}
+
+    def convert(example):
+        out = {k: v for k, v in example.items() if k not in drop}
+        if words_feature:
+            out["words"] = example[words_feature]
+            if text_key not in example:
+                out[text_key] = tf.strings.reduce_join(example[words_feature], separator=" ")
+        if tags_feature:
+            tags = example[tags_feature]
+            out["tags"] = tf.gather(tf.constant(names), tags) if names else tags
+        return out
+
+    return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
