@@ -28,7 +28,23 @@ def _labels(tokenizer, ids, real):
     return [tokenizer.id_to_token(int(t)) if r else "" for t, r in zip(ids, real)]
 
 
-def draw_tokens(batch, tokenizer, path, rows):
+def piece_tags(labels, tag_names):
+    """A token classifier's labels [B, S] (a tag id at each word's first
+    piece, -1 elsewhere) -> the tag names shown under the pieces ("" = none).
+
+    >>> piece_tags([[-1, 0, 2, -1]], ["O", "B-LOC", "I-LOC"]).tolist()
+    [['', 'O', 'I-LOC', '']]
+    """
+    import numpy as np
+
+    labels = np.asarray(labels)
+    return np.where(labels >= 0, np.asarray(list(tag_names))[np.maximum(labels, 0)], "")
+
+
+def draw_tokens(batch, tokenizer, path, rows, tag_names=None):
+    """Each row's tokens, coloured by what masking did to them; with
+    `tag_names` (a token classifier's), each tagged piece also shows its tag
+    and entity tags are coloured."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,19 +69,32 @@ def draw_tokens(batch, tokenizer, path, rows):
         colour[~np.asarray(batch[F.TERM_MASK])[:rows]] = 4
     if F.LOSS_WEIGHTS in batch:
         colour[np.asarray(batch[F.LOSS_WEIGHTS])[:rows] > 0] = 4
-    names = ["unchanged", "[MASK]", "random token", "kept, predicted", "term / loss weight"]
-    palette = ["#ffffff", "#f4a261", "#e76f51", "#2a9d8f", "#8ab17d"]
-    fig, axes = plt.subplots(ids.shape[0], 1, figsize=(min(0.55 * length + 1, 40), 1.2 * ids.shape[0] + 0.6),
+    tags = None
+    if tag_names is not None:
+        tags = piece_tags(np.asarray(batch[F.LABELS])[:rows], tag_names)
+        colour[(tags != "") & (tags != "O") & (colour == 0)] = 5
+    names = ["unchanged", "[MASK]", "random token", "kept, predicted", "term / loss weight",
+             "entity tag"]
+    palette = ["#ffffff", "#f4a261", "#e76f51", "#2a9d8f", "#8ab17d", "#a8dadc"]
+    height = 1.2 if tags is None else 2.0  # room for the tag under the token
+    fig, axes = plt.subplots(ids.shape[0], 1, figsize=(min(0.55 * length + 1, 40),
+                                                       height * ids.shape[0] + 0.6),
                              squeeze=False)
     for r, axis in enumerate(axes[:, 0]):
         for p, token in enumerate(_labels(tokenizer, ids[r][:length], real[r][:length])):
             axis.add_patch(plt.Rectangle((p, 0), 1, 1, color=palette[int(colour[r, p])], ec="#999"))
-            axis.text(p + 0.5, 0.5, token, ha="center", va="center", fontsize=6, rotation=90)
+            if tags is None:
+                axis.text(p + 0.5, 0.5, token, ha="center", va="center", fontsize=6, rotation=90)
+                continue
+            # Token above, its tag below, inside the cell.
+            axis.text(p + 0.5, 0.97, token, ha="center", va="top", fontsize=6, rotation=90)
+            axis.text(p + 0.5, 0.03, tags[r, p], ha="center", va="bottom", fontsize=5,
+                      rotation=90, color="#1d3557")
         axis.set_xlim(0, length)
         axis.set_ylim(0, 1)
         axis.axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, ec="#999") for c in palette]
-    fig.legend(handles, names, loc="lower center", ncol=5, fontsize=8)
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
@@ -181,7 +210,7 @@ def inspect(config_path, overrides=(), output_dir=None, rows=4):
         return (dense_png,)
     tokens_png = os.path.join(output_dir, "tokens.png")
     masks_png = os.path.join(output_dir, "masks.png")
-    draw_tokens(batch, task.tokenizer, tokens_png, rows)
+    draw_tokens(batch, task.tokenizer, tokens_png, rows, getattr(task, "tags", None))
     draw_masks(attention_masks(batch, task.causal), masks_png)
     return tokens_png, masks_png
 

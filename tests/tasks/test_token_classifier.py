@@ -235,3 +235,17 @@ def test_a_resolved_config_predicts_without_its_data(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(values))
     assert load_config(str(path), check_data=False).model.tags == config.model.tags
+
+
+def test_inspect_draws_each_words_tag_under_its_first_piece(tmp_path):
+    from tfmask.inspect import inspect, piece_tags
+
+    config = write_config(tmp_path / "ner.yaml", model={"family": "token_classifier"},
+                          data={"name": "wnut16", "words_key": "words"})
+    tokens_png, _ = inspect(str(config), output_dir=str(tmp_path), rows=2)
+    assert os.path.getsize(tokens_png) > 10_000
+    task = build_task(load_config(str(config)))
+    labels = next(iter(task.train))[F.LABELS].numpy()
+    tags = piece_tags(labels, task.tags)
+    assert ((tags != "") == (labels >= 0)).all()
+    assert set(tags[labels >= 0].tolist()) <= set(task.tags)
