@@ -4,7 +4,13 @@ One convention everywhere: a mask is boolean and True means "may attend" /
 "is kept" (see `tfmask.masks`).
 """
 
-from tfmask import layers, losses, masks, metrics
+# A tfmask command line hides TensorFlow's C++ start-up lines; this must run
+# before TensorFlow loads (`tfmask.native_log`). A library import is untouched.
+from tfmask.native_log import quiet_command_line
+
+quiet_command_line()
+
+from tfmask import layers, losses, masks, metrics  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -19,7 +19,7 @@ from absl import flags  # noqa: E402
 
 from tfmask.cli import define_shared_flags, run_main  # noqa: E402
 
-define_shared_flags("config", "set", "output_dir", "debug")
+define_shared_flags("config", "set", "output_dir", "debug", "verbose")
 flags.DEFINE_integer("rows", 4, "How many rows of the batch to draw.")
 FLAGS = flags.FLAGS
 

@@ -25,7 +25,7 @@ flags.DEFINE_multi_string("text", [], "Input text (repeat for several).")
 flags.DEFINE_integer("top_k", 5, "Fill-mask: candidates per [MASK].")
 flags.DEFINE_enum("sampler", "greedy", ["greedy", "beam"], "Generation search.")
 flags.DEFINE_integer("num_beams", 4, "Beam search width.")
-define_shared_flags("debug")
+define_shared_flags("debug", "verbose")
 FLAGS = flags.FLAGS
 
 

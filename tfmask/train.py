@@ -22,7 +22,7 @@ from absl import flags  # noqa: E402
 
 from tfmask.cli import define_shared_flags  # noqa: E402
 
-define_shared_flags("config", "set", "output_dir", "debug")
+define_shared_flags("config", "set", "output_dir", "debug", "verbose")
 flags.DEFINE_bool("reexport", False, "Write export/ again although the run is finished.")
 FLAGS = flags.FLAGS
 
@@ -47,6 +47,9 @@ def run(config_path, overrides=(), output_dir=None, verbose=True, reexport=False
     # TensorFlow runs anything (reading a file: source would).
     trainer = Trainer(config, output_dir, verbose=verbose)
     if verbose:
+        from tfmask.training.start_report import start_lines
+
+        print("\n".join(start_lines(config, trainer, output_dir)), flush=True)
         report_file_sources(config)
     return trainer.fit(reexport=reexport), output_dir
 

@@ -398,8 +398,7 @@ class Trainer:
         if restored and self.verbose:
             print(f"Resumed from {restored} at step {start}.")
         iterator = self._training_input(start)
-        progress = keras.utils.Progbar(config.train.steps, verbose=1 if self.verbose else 0,
-                                       stateful_metrics=["loss", "accuracy", "tokens/s"])
+        progress = Progress(config.train.steps, self.verbose)
         progress.update(start)
         tokens_per_step = self.task.tokens_per_batch
         timed_steps, timed_seconds = 0, 0.0
@@ -448,7 +447,8 @@ class Trainer:
                 raise Interrupted(signal_number, step)
             if out_of_time:
                 if self.verbose:
-                    print(f"\ntrain.max_seconds={config.train.max_seconds} reached at step {step}.")
+                    print(f"{_after_bar()}train.max_seconds={config.train.max_seconds} reached "
+                          f"at step {step}.")
                 break
         return self._finish(step, trained=step != start or not restored, reexport=reexport)
 
@@ -545,7 +545,7 @@ class Trainer:
             self._log({"step": step, **results})
         if self.verbose:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items())
-            print(f"\nstep {step}: {shown}")
+            print(f"{_after_bar()}step {step}: {shown}")
 
     def export(self):
         """`model.keras` (Keras format, reloadable with tfmask imported), a
@@ -571,6 +571,36 @@ class Trainer:
             raise
         replace_folder(staged.path, path)
         return path
+
+
+def _after_bar():
+    """A line break that ends the progress bar's line, in a terminal only."""
+    return "\n" if hasattr(sys.stdout, "isatty") and sys.stdout.isatty() else ""
+
+
+class Progress:
+    """Keras' progress bar in a terminal; in a file (a log, a pipe) one plain
+    line per logged step instead, without the bar's escape codes.
+
+    >>> Progress(10, verbose=True, terminal=False).update(5, [("loss", 2.5), ("tokens/s", 1234.5)])
+    step 5/10: loss 2.5, tokens/s 1234
+    """
+
+    def __init__(self, total, verbose=True, terminal=None):
+        if terminal is None:
+            terminal = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+        self.total = total
+        self.plain = verbose and not terminal
+        self.bar = keras.utils.Progbar(total, verbose=1, stateful_metrics=[
+            "loss", "accuracy", "tokens/s"]) if verbose and terminal else None
+
+    def update(self, step, values=()):
+        if self.bar is not None:
+            self.bar.update(step, values)
+        elif self.plain and values:
+            shown = ", ".join(f"{name} {value:.4g}" if abs(value) < 1000 else
+                              f"{name} {value:.0f}" for name, value in values)
+            print(f"step {step}/{self.total}: {shown}", flush=True)
 
 
 class _StopSignals:
