@@ -481,6 +481,48 @@ class Task(abc.ABC):
             metrics["perplexity"] = MaskedPerplexity(name=f"{prefix}_perplexity")
         return metrics
 
+    # ------------------------------------------------------------ Keras fit
+    def fit_data(self, split=None):
+        """This family's batches for `keras.Model.fit` / `evaluate`, as
+        (inputs, labels, loss weights) tuples (or (inputs, labels) where all
+        weigh 1): split None = the training pipeline (infinite, shuffled,
+        masked anew every epoch: pass `steps_per_epoch`), else the first
+        train.eval_batches batches of `split`, masked once (the trainer's).
+
+        Example (a tiny run):
+            model = task.build_model("float32")
+            task.compile(model, keras.optimizers.AdamW(1e-3))
+            model.fit(task.fit_data(), steps_per_epoch=100, epochs=3,
+                      validation_data=task.fit_data("validation"))
+        """
+        if split is None:
+            batches = self.train
+        else:  # counted once (its cache fills), so Keras knows where it ends
+            batches = self.evaluation_for(split)
+            count = int(batches.reduce(0, lambda count, _: count + 1))
+            batches = batches.apply(tf.data.experimental.assert_cardinality(count))
+
+        def as_tuple(batch):
+            inputs, labels, weights = self.split_batch(batch)
+            return (inputs, labels) if weights is None else (inputs, labels, weights)
+
+        return batches.map(as_tuple)
+
+    def keras_loss(self):
+        """`loss_terms` as a Keras loss: cross-entropy from logits, the mean
+        over the weighted positions (the masked tokens, the response, the
+        tagged pieces), as the trainer computes it."""
+        return keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight")
+
+    def compile(self, model, optimizer, **kwargs):
+        """`model.compile` with this family's loss and a weighted accuracy
+        (positions of weight 0 do not count); `kwargs` go to compile."""
+        model.compile(optimizer=optimizer, loss=self.keras_loss(),
+                      weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(
+                          name="accuracy")], **kwargs)
+        return model
+
     def extra_evaluation(self, model, split, prefix):
         """More metrics of `split` after the trainer's (BLEU, entity F1),
         named `{prefix}_*`; {} by default."""

@@ -297,6 +297,14 @@ class DenseClassifierTask(DenseTask):
         return model
 
 
+class SquaredErrorPerValue(keras.losses.Loss):
+    """Squared error of each value, weighted value by value (keras'
+    MeanSquaredError averages a row's features before weighting them)."""
+
+    def call(self, y_true, y_pred):
+        return keras.ops.square(keras.ops.cast(y_true, y_pred.dtype) - y_pred)
+
+
 class MaskedAutoencoderTask(DenseTask):
     family = "masked_autoencoder"
     strategies = ("dense",)
@@ -320,6 +328,15 @@ class MaskedAutoencoderTask(DenseTask):
 
     def loss_terms(self, labels, logits, weights):
         return weighted_squared_error_sum(labels, logits, weights)
+
+    def keras_loss(self):
+        """Squared error of the hidden values in standardised units, the mean
+        over the hidden values (`loss_terms`)."""
+        return SquaredErrorPerValue(reduction="mean_with_sample_weight")
+
+    def compile(self, model, optimizer, **kwargs):
+        model.compile(optimizer=optimizer, loss=self.keras_loss(), **kwargs)
+        return model
 
     def build_model(self, dtype):
         return MaskedAutoencoderModel(dtype=dtype, **self.encoder_kwargs())
