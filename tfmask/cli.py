@@ -21,6 +21,7 @@ SHARED_FLAGS = {
     "set": ("DEFINE_multi_string", [], "Override a config key: --set section.key=value."),
     "output_dir": ("DEFINE_string", None, "Output folder (default: under runs/NAME)."),
     "debug": ("DEFINE_bool", False, "Show the full traceback of a failure."),
+    "run": ("DEFINE_string", None, "Run folder written by tfmask.train."),
     "verbose": ("DEFINE_bool", False, "Show TensorFlow's C++ log lines, which tfmask's "
                                       "commands hide (tfmask.native_log)."),
 }

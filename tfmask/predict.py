@@ -20,12 +20,11 @@ from absl import flags  # noqa: E402
 
 from tfmask.cli import define_shared_flags, run_main  # noqa: E402
 
-flags.DEFINE_string("run", None, "Run folder written by tfmask.train.")
 flags.DEFINE_multi_string("text", [], "Input text (repeat for several).")
 flags.DEFINE_integer("top_k", 5, "Fill-mask: candidates per [MASK].")
 flags.DEFINE_enum("sampler", "greedy", ["greedy", "beam"], "Generation search.")
 flags.DEFINE_integer("num_beams", 4, "Beam search width.")
-define_shared_flags("debug", "verbose")
+define_shared_flags("run", "debug", "verbose")
 FLAGS = flags.FLAGS
 
 

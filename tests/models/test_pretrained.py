@@ -181,8 +181,8 @@ def _write_bert_folder(folder, tensors, hidden_act="gelu", do_lower_case=True):
     return str(folder)
 
 
-def _numpy_bert_mlm_logits(tensors, token_ids, padding, positions, hidden_act="gelu"):
-    """Hugging Face BertForMaskedLM's forward pass in numpy (eval mode, token type 0)."""
+def _numpy_bert(tensors, hidden_act="gelu"):
+    """(canonical float64 tensors, activation, linear, norm) of a Hugging Face BERT."""
     import math
 
     t = {BertCheckpoint.canonical(name): value.astype("float64") for name, value in tensors.items()}
@@ -201,18 +201,29 @@ def _numpy_bert_mlm_logits(tensors, token_ids, padding, positions, hidden_act="g
         scaled = (x - mean) / np.sqrt(var + 1e-12)
         return scaled * t[f"{name}.LayerNorm.weight"] + t[f"{name}.LayerNorm.bias"]
 
+    return t, act, linear, norm
+
+
+def _numpy_bert_hidden(tensors, token_ids, padding, hidden_act="gelu", heads=None):
+    """Hugging Face BertModel's sequence output in numpy (eval mode, token type 0)."""
+    import math
+
+    t, act, linear, norm = _numpy_bert(tensors, hidden_act)
+    heads = heads or HEADS
+    layers = len({name.split(".")[2] for name in t if name.startswith("encoder.layer.")})
     length = token_ids.shape[1]
     x = (t["embeddings.word_embeddings.weight"][token_ids]
          + t["embeddings.position_embeddings.weight"][:length]
          + t["embeddings.token_type_embeddings.weight"][0])
     x = norm(x, "embeddings")
     mask = np.where(padding, 0.0, np.finfo("float32").min)[:, None, None, :]  # [B,1,1,S]
-    dim = HIDDEN // HEADS
-    for i in range(LAYERS):
+    hidden = x.shape[-1]
+    dim = hidden // heads
+    for i in range(layers):
         p = f"encoder.layer.{i}."
 
         def split(y):
-            return y.reshape(*y.shape[:2], HEADS, dim).transpose(0, 2, 1, 3)
+            return y.reshape(*y.shape[:2], heads, dim).transpose(0, 2, 1, 3)
 
         q, k, v = (split(linear(x, f"{p}attention.self.{n}")) for n in ("query", "key", "value"))
         scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(dim) + mask
@@ -222,6 +233,14 @@ def _numpy_bert_mlm_logits(tensors, token_ids, padding, positions, hidden_act="g
         x = norm(linear(context, f"{p}attention.output.dense") + x, f"{p}attention.output")
         inner = act(linear(x, f"{p}intermediate.dense"))
         x = norm(linear(inner, f"{p}output.dense") + x, f"{p}output")
+    return x
+
+
+def _numpy_bert_mlm_logits(tensors, token_ids, padding, positions, hidden_act="gelu",
+                           heads=None):
+    """Hugging Face BertForMaskedLM's forward pass in numpy (eval mode, token type 0)."""
+    t, act, linear, norm = _numpy_bert(tensors, hidden_act)
+    x = _numpy_bert_hidden(tensors, token_ids, padding, hidden_act, heads)
     x = np.take_along_axis(x, positions[:, :, None], axis=1)
     x = norm(act(linear(x, "cls.predictions.transform.dense")), "cls.predictions.transform")
     return x @ t["embeddings.word_embeddings.weight"].T + t["cls.predictions.bias"]
