@@ -84,6 +84,11 @@ class ModelConfig:
     # Encoder families: train the head(s) only, the encoder's weights stay as
     # they start (linear probing; an MLM head's warm-up before unfreezing).
     freeze_encoder: bool = False
+    # Encoder families: LoRA (Hu et al. 2021) through Keras' own enable_lora:
+    # rank-r updates of the encoder's projections train, the rest of the
+    # encoder is frozen, the heads train; the export merges them. 0 = off.
+    lora_rank: int = 0
+    lora_layers: str = "query_value"  # query_value (the paper's), attention, or all (+ FFN)
 
 
 @dataclasses.dataclass(frozen=True)

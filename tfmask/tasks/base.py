@@ -167,6 +167,7 @@ class Task(abc.ABC):
                 (data.words_key, cls.supports_words_key, f"data.words_key={data.words_key}"),
                 (model.padding_free, cls.supports_padding_free, "model.padding_free=true"),
                 (model.freeze_encoder, cls.supports_freezing, "model.freeze_encoder=true"),
+                (model.lora_rank, cls.supports_freezing, f"model.lora_rank={model.lora_rank}"),
                 (model.decoder_num_layers is not None, cls.uses_decoder_layers,
                  f"model.decoder_num_layers={model.decoder_num_layers}")):
             if setting and not supported:
@@ -191,6 +192,7 @@ class Task(abc.ABC):
             if tag_only:
                 raise ConfigError(f"model.family={cls.family} does not tag tokens: {tag_only[0]}"
                                   " applies to model.family=token_classifier; remove it.")
+        check_adapters(config)
         if masking.rate == 0 and masking.strategy in ("random", "whole_word", "span", "entity"):
             raise ConfigError("masking.rate=0 masks nothing; set a rate in (0, 1] or "
                               "masking.strategy: none.")
@@ -705,6 +707,23 @@ def load_documents(config, split, shard=None):
     for part in parts[1:]:
         mixture = mixture.concatenate(part)
     return mixture
+
+
+def check_adapters(config):
+    """model.lora_rank / lora_layers / freeze_encoder: a consistent choice."""
+    from tfmask.config import check_choice
+    from tfmask.tasks.shared import LORA_LAYERS
+
+    model = config.model
+    check_choice("model.lora_layers", model.lora_layers, tuple(LORA_LAYERS))
+    if model.lora_rank < 0:
+        raise ConfigError(f"model.lora_rank={model.lora_rank} must be >= 0 (0 = no LoRA).")
+    if not model.lora_rank and model.lora_layers != "query_value":
+        raise ConfigError(f"model.lora_layers={model.lora_layers} is set but model.lora_rank=0 "
+                          "adds no LoRA weights; set model.lora_rank or remove it.")
+    if model.lora_rank and model.freeze_encoder:
+        raise ConfigError("model.freeze_encoder=true and model.lora_rank both set: LoRA already "
+                          "freezes the encoder (its LoRA weights train); remove one.")
 
 
 def check_segmenter(data):

@@ -23,7 +23,7 @@ from tfmask.tasks.shared import (
     encoder_kwargs,
     mlm_strategy,
     pretrained_directory,
-    with_frozen_encoder,
+    with_encoder_training,
 )
 
 NOISE = ("random", "whole_word", "span")
@@ -112,10 +112,10 @@ class ClassifierTask(Task):
             model, _ = from_pretrained(ClassifierModel,
                                        pretrained_directory(config.model.pretrained),
                                        dropout=config.model.dropout, **common)
-            return with_frozen_encoder(model, config)
+            return with_encoder_training(model, config)
         model = ClassifierModel(**encoder_kwargs(config, self.tokenizer), **common,
                                 normalize_first=self.normalize_first(config))
-        return with_frozen_encoder(model, config)
+        return with_encoder_training(model, config)
 
     # ------------------------------------------------------------ prediction
     def model_inputs(self, texts):

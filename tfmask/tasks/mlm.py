@@ -24,7 +24,7 @@ from tfmask.tasks.shared import (
     encoder_kwargs,
     mlm_strategy,
     pretrained_directory,
-    with_frozen_encoder,
+    with_encoder_training,
 )
 
 ENTITY_TAGS = "tags"  # the word-level feature `tokenize_batch` turns into entity_ids
@@ -168,10 +168,10 @@ class MaskedLMTask(Task):
         if config.model.pretrained:
             model, _ = from_pretrained(MaskedLMModel, pretrained_directory(config.model.pretrained),
                                        dropout=config.model.dropout, **common)
-            return with_frozen_encoder(model, config)
+            return with_encoder_training(model, config)
         model = MaskedLMModel(**encoder_kwargs(config, self.tokenizer), **common,
                               normalize_first=self.normalize_first(config))
-        return with_frozen_encoder(model, config)
+        return with_encoder_training(model, config)
 
     # ------------------------------------------------------------ prediction
     def fill_mask_inputs(self, texts):

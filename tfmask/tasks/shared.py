@@ -44,23 +44,50 @@ def encoder_kwargs(config, tokenizer):
                 dropout=model.dropout, position=model.position)
 
 
-def with_frozen_encoder(model, config):
-    """`model` with its encoder's layers untrainable when model.freeze_encoder
-    asks: the optimizer then sees the heads only (their shared embedding
-    included: an MLM head's tied output matrix stays as it starts).
+# model.lora_layers -> the projections of each encoder block that get LoRA.
+LORA_LAYERS = {"query_value": ("query", "value"),
+               "attention": ("query", "key", "value", "attention_output"),
+               "all": ("query", "key", "value", "attention_output", "ffn_inner", "ffn_outer")}
+
+
+def _projections(block):
+    attention = block._self_attention
+    return {"query": attention._query_dense, "key": attention._key_dense,
+            "value": attention._value_dense, "attention_output": attention._output_dense,
+            "ffn_inner": block._ffn_inner, "ffn_outer": block._ffn_outer}
+
+
+def with_encoder_training(model, config):
+    """`model` with its encoder trained as the config says: whole (default);
+    frozen (`model.freeze_encoder`: the optimizer sees the heads only, their
+    shared embedding included, so an MLM head's tied output matrix stays as it
+    starts); or through LoRA (`model.lora_rank`: Keras' `enable_lora` on the
+    `model.lora_layers` projections of every block, every other encoder
+    weight frozen, the heads trained).
 
     Example:
     >>> import types
     >>> from tfmask.models import ClassifierModel
     >>> model = ClassifierModel(num_classes=2, vocabulary_size=20, num_layers=1, num_heads=1,
     ...                         hidden_dim=4, intermediate_dim=8, max_length=8)
-    >>> frozen = types.SimpleNamespace(model=types.SimpleNamespace(freeze_encoder=True))
-    >>> [w.path for w in with_frozen_encoder(model, frozen).trainable_weights]
+    >>> frozen = types.SimpleNamespace(model=types.SimpleNamespace(freeze_encoder=True,
+    ...                                                            lora_rank=0))
+    >>> [w.path for w in with_encoder_training(model, frozen).trainable_weights]
     ['pooler/kernel', 'pooler/bias', 'classifier/kernel', 'classifier/bias']
     """
-    if config.model.freeze_encoder:
+    settings = config.model
+    if settings.freeze_encoder:
         for layer in model.stack.layers:
             layer.trainable = False
+    elif settings.lora_rank:
+        for block in model.stack.blocks:
+            projections = _projections(block)
+            for name in LORA_LAYERS[settings.lora_layers]:
+                projections[name].enable_lora(settings.lora_rank)
+        for layer in model.stack.layers:
+            for weight in layer.weights:
+                if "lora_kernel" not in weight.path:
+                    weight.trainable = False
     return model
 
 

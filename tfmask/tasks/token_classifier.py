@@ -42,7 +42,7 @@ from tfmask.tasks.shared import (
     encoder_kwargs,
     mlm_strategy,
     pretrained_directory,
-    with_frozen_encoder,
+    with_encoder_training,
 )
 
 TAGS = "tags"  # the word-level tag feature (as entity masking reads it)
@@ -295,10 +295,10 @@ class TokenClassifierTask(Task):
             model, _ = from_pretrained(TokenClassifierModel,
                                        pretrained_directory(config.model.pretrained),
                                        dropout=config.model.dropout, **common)
-            return with_frozen_encoder(model, config)
+            return with_encoder_training(model, config)
         model = TokenClassifierModel(**encoder_kwargs(config, self.tokenizer), **common,
                                      normalize_first=self.normalize_first(config))
-        return with_frozen_encoder(model, config)
+        return with_encoder_training(model, config)
 
     # ------------------------------------------------------------ evaluation
     def extra_evaluation(self, model, split, prefix):
