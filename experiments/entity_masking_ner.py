@@ -50,6 +50,8 @@ def add_flags(parser):
     parser.add_argument("--labels", type=int, nargs="+", default=list(FINETUNE),
                         help="label counts to fine-tune on (0 = all)")
     parser.add_argument("--fresh", action="store_true", help="forget earlier progress")
+    parser.add_argument("--report_only", action="store_true",
+                        help="train nothing: tables and plot from the runs measured so far")
 
 
 def label_name(count):
@@ -94,12 +96,17 @@ def finetune(start, labels, seed, folder, args):
 def run_all(args):
     work = os.path.join(args.work, "entity_masking_ner")
     progress = Progress(os.path.join(work, "progress.json"), args.fresh)
+    if args.report_only:  # what was measured, nothing new
+        progress.run = lambda key, measure: progress.done.get(key)
     starts, mlm = {BASELINE: "minilm"}, {}
     steps = int(args.mlm_steps * args.scale)
     for strategy in args.strategies:
         folder = os.path.join(work, "mlm", strategy)
         mlm[strategy] = progress.run(f"mlm|{strategy}|{steps} steps",
                                      lambda s=strategy, f=folder: continue_mlm(s, f, args))
+        if mlm[strategy] is None:
+            del mlm[strategy]
+            continue
         starts[strategy] = mlm[strategy]["run"]
     warmup = int(args.head_warmup * args.scale)
     for strategy in args.strategies if warmup else ():
@@ -107,6 +114,9 @@ def run_all(args):
         folder = os.path.join(work, "mlm", f"{strategy}_head_warmup")
         mlm[name] = progress.run(f"mlm|{name}|{warmup}+{steps - warmup} steps",
                                  lambda s=strategy, f=folder: continue_mlm(s, f, args, warmup))
+        if mlm[name] is None:
+            del mlm[name]
+            continue
         starts[name] = mlm[name]["run"]
     for labels in args.labels:
         for name, start in starts.items():
