@@ -53,10 +53,18 @@ def test_families_without_an_encoder_refuse_it(key, value):
 
 
 @pytest.mark.parametrize("family,layers,count", [("classifier", "query_value", 2),
-                                                 ("mlm", "attention", 4),
-                                                 ("token_classifier", "all", 6)])
-def test_lora_trains_its_updates_and_the_heads_resumes_and_exports_merged(
-        tmp_path, family, layers, count):
+                                                 ("mlm", "attention", 4)])
+def test_lora_reaches_the_projections_lora_layers_names(tmp_path, family, layers, count):
+    model = Trainer(config_from_dict(tiny_config(family, model={
+        "lora_rank": 2, "lora_layers": layers})), str(tmp_path), verbose=False).model
+    lora = [w.path for w in model.trainable_weights if "lora_kernel" in w.path]
+    assert len(lora) == 2 * count  # A and B per projection, one block
+    heads = {w.path.split("/")[0] for w in model.trainable_weights if "lora_kernel" not in w.path}
+    assert heads == set(HEADS[family])
+
+
+def test_lora_trains_its_updates_and_the_heads_resumes_and_exports_merged(tmp_path):
+    family, layers, count = "token_classifier", "all", 6
     values = tiny_config(family, model={"lora_rank": 2, "lora_layers": layers},
                          train={"steps": 2}, runtime={"export": True, "export_saved_model": False,
                                                       "checkpoint_every": 1})

@@ -95,10 +95,12 @@ def test_a_conll_file_trains_predicts_entities_and_serves_the_same(tmp_path, cap
 
 
 @pytest.mark.journey
-def test_wnut16_trains_from_the_cli_and_serves_what_predict_prints(tmp_path, capsys):
+def test_wnut16_trains_from_the_cli_and_predicts_entities(tmp_path, capsys):
+    # (The CoNLL journey above compares the SavedModel with predict; here predict alone.)
     config = write_config(tmp_path / "ner.yaml", model={"family": "token_classifier"},
                           data={"name": "wnut16", "words_key": "words", "window_stride": 10},
-                          train={"steps": 8}, runtime={"export": True})
+                          train={"steps": 8},
+                          runtime={"export": True, "export_saved_model": False})
     code, out, err = train_cli(capsys, config, tmp_path / "run")
     assert code == 0, err[-3000:]
     final = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")][-1]
@@ -108,9 +110,10 @@ def test_wnut16_trains_from_the_cli_and_serves_what_predict_prints(tmp_path, cap
     code = os.system(f"cd {tmp_path} && python -m tfmask.predict --run run "
                      + " ".join(f"--text='{t}'" for t in texts) + " > out.txt 2> err.txt")
     assert code == 0, open(tmp_path / "err.txt").read()[-2000:]
+    assert open(tmp_path / "err.txt").read() == ""
     printed = open(tmp_path / "out.txt").read().splitlines()
-    served = [line for lines in served_lines(str(tmp_path / "run"), texts) for line in lines]
-    assert printed == served
+    predictor = Predictor(str(tmp_path / "run"))
+    assert printed == [line for t in texts for line in predictor.predict(t)]
 
 
 def test_the_tag_set_and_scheme_come_from_the_training_split(tmp_path):
