@@ -40,6 +40,9 @@ def model_line(config, model, task):
     parts[0] += f" ({origin}{': ' + shape if shape else ''})"
     if config.model.freeze_encoder:
         parts.append(f"encoder frozen: {_trainable(model):,} trainable")
+    elif config.model.lora_rank:
+        parts.append(f"LoRA rank {config.model.lora_rank} on {config.model.lora_layers}: "
+                     f"{_trainable(model):,} trainable")
     tags = getattr(task, "tags", None)
     if tags:
         parts.append(f"{len(tags)} tags ({config.data.tag_scheme})")
