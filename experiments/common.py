@@ -147,6 +147,22 @@ def subplots(*args, **kwargs):
     return plt.subplots(*args, **kwargs)
 
 
+def score_curves(ax, names, counts, scores_of, baseline, count_name):
+    """One line per start (mean ± std over seeds) across label counts;
+    `scores_of(name, count)` gives the seeds' scores or None (not run);
+    the baseline's line is drawn thicker."""
+    for name in names:
+        points = [(i, scores_of(name, c)) for i, c in enumerate(counts)]
+        points = [(i, s) for i, s in points if s is not None]
+        ax.errorbar([i for i, _ in points], [100 * np.mean(s) for _, s in points],
+                    yerr=[100 * np.std(s, ddof=1) if len(s) > 1 else 0 for _, s in points],
+                    capsize=3, marker="o", label=name, linewidth=2.5 if name == baseline else 1.2)
+    ax.set_xticks(np.arange(len(counts)))
+    ax.set_xticklabels([count_name(c) for c in counts])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def bar_chart(ax, groups, series, values, ylabel, title):
     """Grouped bars with std error bars: values[series][group] = list over seeds."""
     width = 0.8 / len(series)

@@ -215,21 +215,11 @@ def tables_and_figure(starts, mlm, done, args):
             compute)
 
     fig, axes = common.subplots(1, 2, figsize=(13, 4.2))
-    x = np.arange(len(counts))
-    for name in starts:
-        points = [(i, scores(done, name, c, seeds)) for i, c in enumerate(counts)]
-        points = [(i, s) for i, s in points if s is not None]
-        axes[0].errorbar([i for i, _ in points], [100 * np.mean(s) for _, s in points],
-                         yerr=[100 * np.std(s, ddof=1) if len(s) > 1 else 0 for _, s in points],
-                         capsize=3, marker="o", label=name,
-                         linewidth=2.5 if name == BASELINE else 1.2)
-    axes[0].set_xticks(x)
-    axes[0].set_xticklabels([label_name(c) for c in counts])
+    common.score_curves(axes[0], starts, counts, lambda name, c: scores(done, name, c, seeds),
+                        BASELINE, label_name)
     axes[0].set_xlabel("labelled reviews")
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].set_title("fine-tuned on Rotten Tomatoes")
-    axes[0].grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
     names = list(starts)
     axes[1].bar(range(len(names)), [100 * mlm[n]["yardstick_accuracy"] for n in names])
     axes[1].set_xticks(range(len(names)))

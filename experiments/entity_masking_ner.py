@@ -174,20 +174,11 @@ def tables_and_figure(starts, mlm, done, args):
             "packed rows x 64 word pieces, seed 0)\n\n" + mlm_table +
             "\n\nFine-tuning compute\n\n" + compute)
     fig, ax = common.subplots(figsize=(7, 4.2))
-    x = np.arange(len(counts))
-    for name in starts:
-        points = [(i, scores(done, name, c, seeds)) for i, c in enumerate(counts)]
-        points = [(i, s) for i, s in points if s is not None]
-        ax.errorbar([i for i, _ in points], [100 * np.mean(s) for _, s in points],
-                    yerr=[100 * np.std(s, ddof=1) if len(s) > 1 else 0 for _, s in points],
-                    capsize=3, marker="o", label=name, linewidth=2.5 if name == BASELINE else 1.2)
-    ax.set_xticks(x)
-    ax.set_xticklabels([label_name(c) for c in counts])
+    common.score_curves(ax, starts, counts, lambda name, c: scores(done, name, c, seeds),
+                        BASELINE, label_name)
     ax.set_xlabel("labelled training tweets")
     ax.set_ylabel("test entity F1 (%)")
     ax.set_title("WNUT-16 NER after continued MLM with each masking")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     return text, fig
 
 

@@ -76,6 +76,16 @@ def parse_flags(argv):
         sys.exit(USER_ERROR)
 
 
+def extra_arguments_error(argv):
+    """USER_ERROR after one line if a command got positional arguments
+    (absl leaves them in argv), else None."""
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}; options take the form --name=value.",
+              file=sys.stderr)
+        return USER_ERROR
+    return None
+
+
 def run_main(main):
     """`absl.app.run(main)` with one-line flag errors (`parse_flags`)."""
     from absl import app

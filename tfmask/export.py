@@ -266,11 +266,9 @@ def export_run(run_dir, format="huggingface", output=None, encoder_only=False, l
 
 
 def main(argv):
-    from tfmask.cli import USER_ERROR, report
+    from tfmask.cli import USER_ERROR, extra_arguments_error, report
 
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}; options take the form --name=value.",
-              file=sys.stderr)
+    if extra_arguments_error(argv):
         return USER_ERROR
     if not FLAGS.run:
         print("error: --run is required: the run folder to export.", file=sys.stderr)

@@ -216,11 +216,9 @@ def inspect(config_path, overrides=(), output_dir=None, rows=4):
 
 
 def main(argv):
-    from tfmask.cli import USER_ERROR, report
+    from tfmask.cli import USER_ERROR, extra_arguments_error, report
 
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}; options take the form --name=value.",
-              file=sys.stderr)
+    if extra_arguments_error(argv):
         return USER_ERROR
     if not FLAGS.config:
         print("error: --config is required.", file=sys.stderr)

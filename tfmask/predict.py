@@ -80,11 +80,9 @@ def check_search(top_k, num_beams):
 
 
 def main(argv):
-    from tfmask.cli import USER_ERROR, report
+    from tfmask.cli import USER_ERROR, extra_arguments_error, report
 
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}; options take the form --name=value.",
-              file=sys.stderr)
+    if extra_arguments_error(argv):
         return USER_ERROR
     if not FLAGS.run or not FLAGS.text:
         print("error: --run and --text are required.", file=sys.stderr)

@@ -101,12 +101,10 @@ def cli(argv):
 def main(argv):
     from absl import logging
 
-    from tfmask.cli import USER_ERROR, report
+    from tfmask.cli import USER_ERROR, extra_arguments_error, report
 
     logging.set_verbosity(logging.WARNING)  # checkpoint/export INFO lines drown the progress bar
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}; options take the form --name=value.",
-              file=sys.stderr)
+    if extra_arguments_error(argv):
         return USER_ERROR
     if not FLAGS.config:
         print("error: --config is required, e.g. --config configs/mlm_austen_wordnet.yaml",

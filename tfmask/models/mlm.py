@@ -176,10 +176,9 @@ class TokenClassifierModel(_EncoderModel):
                  position="learned", num_segments=2, classifier_dropout=None,
                  padding_free=False, **kwargs):
         dtype = kwargs.pop("dtype", None)
-        stack = EncoderStack(vocabulary_size, num_layers, num_heads, hidden_dim,
-                             intermediate_dim, max_length, dropout, attention_dropout,
-                             activation, layer_norm_epsilon, normalize_first, position,
-                             num_segments, padding_free=padding_free, dtype=dtype)
+        # The encoder's arguments by name (ENCODER_ARGS are EncoderStack's).
+        encoder = {name: value for name, value in locals().items() if name in ENCODER_ARGS}
+        stack = EncoderStack(**encoder, dtype=dtype)
         inputs = symbolic_inputs([F.TOKEN_IDS, F.PADDING_MASK])
         sequence = stack(inputs[F.TOKEN_IDS], inputs[F.PADDING_MASK])
         rate = dropout if classifier_dropout is None else classifier_dropout
@@ -190,13 +189,7 @@ class TokenClassifierModel(_EncoderModel):
         logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
         super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
         self.stack = stack
-        self._store(num_tags=num_tags, vocabulary_size=vocabulary_size, num_layers=num_layers,
-                    num_heads=num_heads, hidden_dim=hidden_dim,
-                    intermediate_dim=intermediate_dim, max_length=max_length, dropout=dropout,
-                    attention_dropout=attention_dropout, activation=activation,
-                    layer_norm_epsilon=layer_norm_epsilon, normalize_first=normalize_first,
-                    position=position, num_segments=num_segments,
-                    classifier_dropout=classifier_dropout, padding_free=padding_free)
+        self._store(num_tags=num_tags, classifier_dropout=classifier_dropout, **encoder)
 
     def get_config(self):
         return {**self._encoder_config(), "num_tags": self.num_tags,
