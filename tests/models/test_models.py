@@ -15,6 +15,7 @@ from tfmask.models import (
     MaskedLMModel,
     Seq2SeqLSTMModel,
     Seq2SeqTransformerModel,
+    TokenClassifierModel,
 )
 from tfmask.tasks import TASKS
 
@@ -67,6 +68,8 @@ FAMILY_MODELS = {
         input_shape=(4, 4, 1), num_classes=3, encoder="transformer", patch_size=2,
         hidden_dim=8, num_layers=1, num_heads=2, intermediate_dim=16, dropout=0.0,
         mean=[0.5], variance=[2.0]), {"inputs": dense((4, 4, 1))}, (2, 3)),
+    "token_classifier": (lambda: TokenClassifierModel(num_tags=5, **TINY), encoded(SOURCE),
+                         (2, 6, 5)),
     "masked_autoencoder": (lambda: MaskedAutoencoderModel(
         input_shape=(6,), hidden_dim=8, num_layers=1, dropout=0.0, token=True, indicator=True),
         {"inputs": dense((6,)), "feature_mask": dense((6,), 1) > 0,

@@ -58,6 +58,9 @@ FAMILIES = {
                          "data": {"name": "digits", "inputs_key": "image", "batch_size": 32},
                          "masking": {"strategy": "dense", "dense_mode": "patch",
                                      "patch_size": 2, "rate": 0.3}},
+    "token_classifier": {"model": {"family": "token_classifier"},
+                         "data": {"name": "wnut16", "words_key": "words"},
+                         "masking": {"strategy": "none"}},
     "masked_autoencoder": {"model": {"family": "masked_autoencoder"},
                            "data": {"name": "breast_cancer", "batch_size": 32},
                            "masking": {"strategy": "dense", "rate": 0.3}},
@@ -123,7 +126,9 @@ def test_each_family_trains_on_real_data_and_the_loss_falls(family, tmp_path):
         assert 0 <= results["eval_accuracy"] <= 1
     if family == "seq2seq_transformer":  # greedy decoding with the KV cache, scored by sacreBLEU
         assert 0 <= results["eval_bleu"] <= 100
-    if family not in ("classifier",) + DENSE:
+    if family == "token_classifier":  # scored on entities, not as a language model
+        assert 0 <= results["eval_entity_f1"] <= 1 and "eval_perplexity" not in results
+    elif family not in ("classifier",) + DENSE:
         assert results["eval_perplexity"] == pytest.approx(math.exp(results["eval_loss"]), rel=1e-3)
 
 
