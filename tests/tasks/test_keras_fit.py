@@ -28,9 +28,9 @@ def test_fit_trains_on_the_tasks_batches_with_the_tasks_loss(family):
     keras_loss = model.evaluate(inputs, labels, sample_weight=weights, verbose=0,
                                 batch_size=len(labels), return_dict=True)["loss"]
     assert keras_loss == pytest.approx(float(total / weight), rel=1e-5)
-    history = model.fit(task.fit_data(), steps_per_epoch=4, epochs=2, verbose=0,
-                        validation_data=task.fit_data(task.config.data.eval_split))
-    assert np.isfinite(history.history["loss"]).all() and "val_loss" in history.history
+    # (Validation data reaches fit in the README example's journey test.)
+    history = model.fit(task.fit_data(), steps_per_epoch=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
     total, weight = task.loss_terms(labels, model(inputs, training=False), weights)
     assert float(total / weight) < keras_loss  # it learned: the same batch, a lower loss
 
