@@ -40,7 +40,7 @@ SKIPPED = {
                             "(benchmarks/results) and benchmarks have no tiny mode",
 }
 ENTRY_POINTS = ("python -m tfmask.train", "python -m tfmask.predict", "python -m tfmask.inspect",
-                "python -m tfmask.launch")
+                "python -m tfmask.launch", "python -m tfmask.export")
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
 
 
