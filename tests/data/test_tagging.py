@@ -129,7 +129,7 @@ def test_windows_own_every_position_once_and_hold_contiguous_slices(length, widt
 ])
 def test_word_tags_spread_over_characters_keep_the_entities(scheme, word_tags, expected):
     words = tf.ragged.constant([["江泽民", "中国"]])
-    units, unit_tags = T.character_units(words, tf.ragged.constant([word_tags]), scheme)
+    units, unit_tags = T.character_units(words, tf.ragged.constant([word_tags]))
     assert [u.decode() for u in units.flat_values.numpy()] == list("江泽民中国")
     flat = [t.decode() for t in unit_tags.flat_values.numpy()]
     assert flat == expected[0] + expected[1]
@@ -142,7 +142,7 @@ def test_word_tags_spread_over_characters_keep_the_entities(scheme, word_tags, e
 
 def test_single_character_words_and_latin_runs_keep_their_tags():
     words = tf.ragged.constant([["在", "New-York", "O"]])
-    units, tags = T.character_units(words, tf.ragged.constant([["O", "B-LOC", "O"]]), "bio")
+    units, tags = T.character_units(words, tf.ragged.constant([["O", "B-LOC", "O"]]))
     assert [u.decode() for u in units.flat_values.numpy()] == ["在", "New", "-", "York", "O"]
     assert [t.decode() for t in tags.flat_values.numpy()] == [
         "O", "B-LOC", "I-LOC", "I-LOC", "O"]

@@ -25,7 +25,7 @@ token-classification pipeline (`tfmask.tasks.token_classifier`) runs
 Example:
 >>> words = tf.ragged.constant([["江泽民", "说"]])
 >>> tags = tf.ragged.constant([["B-PER", "O"]])
->>> units, unit_tags = character_units(words, tags, "bio")
+>>> units, unit_tags = character_units(words, tags)  # the same rules serve every scheme
 >>> [u.decode() for u in units.flat_values.numpy()], unit_tags.to_list()
 (['江', '泽', '民', '说'], [[b'B-PER', b'I-PER', b'I-PER', b'O']])
 """
@@ -33,7 +33,7 @@ Example:
 import tensorflow as tf
 from tensorflow_text.python.ops.bert_tokenizer import BasicTokenizer
 
-from tfmask.data.pipeline import entity_ids_from_bio, words_to_tokens
+from tfmask.data.pipeline import entity_ids_from_bio
 
 # Scheme -> the prefixes its tags may carry (besides the tag "O").
 SCHEMES = {"bio": "BI", "iob1": "BI", "iobes": "BIES", "bilou": "BILU"}
@@ -119,11 +119,10 @@ def spread_tag(tags, unit, count):
     return tf.where(tf.equal(prefix, "O"), "O", tf.strings.join([new_prefix, "-", kind]))
 
 
-def character_units(words, tags, scheme):
+def character_units(words, tags):
     """Words [B, W] and their tags -> BERT basic units [B, U] and unit tags:
     one unit per CJK character, Latin runs and punctuation as BERT splits
     them. A word the split leaves empty stays one unit (tagged as it was)."""
-    del scheme  # the spreading rules serve every scheme
     parts = BasicTokenizer(lower_case=False).tokenize(words)  # [B, W, U]
     per_word = parts.values  # [B*W, U]
     count = per_word.row_lengths()
@@ -256,7 +255,3 @@ def character_offsets(texts, byte_offsets):
                                            dense.dtype), side="left")
     return tf.RaggedTensor.from_tensor(found, lengths=byte_offsets.row_lengths())
 
-
-def entity_ids_of_units(unit_tags, word_ids):
-    """Unit tags [B, U] -> entity index per piece [B, N] (entity masking)."""
-    return words_to_tokens(entity_ids_from_bio(unit_tags), word_ids)

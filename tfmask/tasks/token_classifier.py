@@ -239,7 +239,7 @@ class TokenClassifierTask(Task):
         words = batch[F.WORDS]
         tags = aligned_tags(words, batch[TAGS])
         if self.config.data.tag_unit == "character":
-            words, tags = T.character_units(words, tags, self.config.data.tag_scheme)
+            words, tags = T.character_units(words, tags)
         ids = tags.with_flat_values(self._tag_table.lookup(tags.flat_values))
         unknown = tf.debugging.Assert(
             tf.reduce_all(ids.flat_values >= 0),
