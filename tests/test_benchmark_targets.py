@@ -53,28 +53,45 @@ def test_a_missed_target_is_judged_against_its_noise(padding_free_ratio, verdict
     assert checks["MLM MFU, useful FLOPs (float32, jit=False)"] == "noise"
 
 
-def write_run(folder, precision, accuracies, wall):
+def write_run(folder, precision, accuracies, wall, train_seconds_per_step=0.5, peer=False):
     folder.mkdir(parents=True)
     lines = []
     for step, accuracy in zip((175, 350, 534), accuracies):
-        lines.append({"step": step, "train_loss": 0.3, "train_seconds": step / 2.0})
+        lines.append({"step": step, "train_loss": 0.3,
+                      "train_seconds": step * train_seconds_per_step})
         lines.append({"step": step, "eval_accuracy": accuracy})
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    (folder / "wall.json").write_text(json.dumps({"wall_seconds": wall}))
-    (folder / "config.yaml").write_text(f"runtime:\n  precision: {precision}\n")
+    (folder / "wall.json").write_text(json.dumps({"wall_seconds": wall, "peak_rss_mb": 2000}))
+    if peer:  # the keras-hub program's record
+        (folder / "peer.json").write_text(json.dumps(
+            {"precision": precision, "jit_compile": False, "trainable_parameters": 22_713_986}))
+    else:
+        (folder / "config.yaml").write_text(f"runtime:\n  precision: {precision}\n")
+        (folder / "stdout.log").write_text(
+            "classifier: masking none on rotten_tomatoes\n"
+            "model: 22.7M parameters (pretrained minilm: 6 layers x 384), 22,565,762 trainable\n")
 
 
 def test_main_job_runs_become_curves_and_targets(tmp_path):
     for seed, (acc, wall) in enumerate([(0.84, 300), (0.83, 310), (0.85, 290)]):
         write_run(tmp_path / f"float32_s{seed}", "float32", [0.80, 0.83, acc], wall)
         write_run(tmp_path / f"default_s{seed}", "mixed_bfloat16", [0.81, 0.83, acc], wall / 2.5)
+        write_run(tmp_path / f"keras_hub_s{seed}", "mixed_bfloat16", [0.80, 0.82, acc], wall,
+                  train_seconds_per_step=1.0 + seed / 100, peer=True)
+    variants = ("float32", "default", "keras_hub")
     runs = {variant: {seed: main_job.read_run(str(tmp_path / f"{variant}_s{seed}"))
-                      for seed in range(3)} for variant in main_job.VARIANTS}
+                      for seed in range(3)} for variant in variants}
     assert runs["default"][0]["curve"] == [(87.5, 0.81), (175.0, 0.83), (267.0, 0.84)]
+    assert runs["default"][0]["trainable_parameters"] == 22_565_762
+    assert runs["keras_hub"][0]["trainable_parameters"] == 22_713_986
+    assert runs["default"][0]["step_seconds"] == pytest.approx(0.5)
     summary = main_job.summarise(runs)
     assert summary["default"]["precision"] == "mixed_bfloat16"
-    assert summary["default"]["wall_seconds_ratio"] == pytest.approx(0.4)
+    assert summary["default"]["wall_seconds_vs_float32"] == pytest.approx(0.4)
+    assert summary["default"]["train_seconds_vs_keras_hub"] == pytest.approx(0.5 / 1.01)
     checks = verdicts(run_all.targets({**results(ratio(1.6, 1.5, 1.7)),
                                        "main_job": {"summary": summary}}))
     assert checks["main job wall time vs float32"] == "met"
     assert checks["main job accuracy drop vs float32 (points, <= 1 std)"] == "met"
+    assert checks["main job train time vs keras_hub (speed-up)"] == "met"  # 2.02x
+    assert checks["main job accuracy drop vs keras_hub (points, <= 1 std)"] == "met"

@@ -43,6 +43,8 @@ def model_line(config, model, task):
     elif config.model.lora_rank:
         parts.append(f"LoRA rank {config.model.lora_rank} on {config.model.lora_layers}: "
                      f"{_trainable(model):,} trainable")
+    else:
+        parts.append(f"{_trainable(model):,} trainable")
     tags = getattr(task, "tags", None)
     if tags:
         parts.append(f"{len(tags)} tags ({config.data.tag_scheme})")
