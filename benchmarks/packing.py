@@ -32,6 +32,7 @@ from benchmarks import train_throughput as mlm  # noqa: E402
 from benchmarks.common import print_table, race, ratio_cell, ratios, stats, warmed_runner  # noqa: E402,E501
 from tfmask.data import features as F  # noqa: E402
 from tfmask.tasks import build_task  # noqa: E402
+from tfmask.training.optimizer import FusedAdamW  # noqa: E402
 
 
 def corpus_batches(corpus, pack, steps):
@@ -60,7 +61,8 @@ def run_packing(corpus="rotten_tomatoes", rounds=5, steps=5, precision="float32"
         model = mlm.tfmask_model(precision, padding_free, vocabulary_size, packed=is_packed)
         keys = [F.TOKEN_IDS, F.PADDING_MASK, F.MASK_POSITIONS] + ([F.SEGMENT_IDS, F.POSITION_IDS]
                                                   if is_packed else [])
-        return mlm.make_step(model, lambda b: {k: b[k] for k in keys}, precision, False)
+        return mlm.make_step(model, lambda b: {k: b[k] for k in keys}, precision, False,
+                             optimizer_class=FusedAdamW)
 
     contenders = {
         "keras_hub padded": _runner(mlm.make_step(mlm.keras_hub_model(precision, vocabulary_size),

@@ -4,7 +4,9 @@ Same shape for all (vocab 8192, 4 layers, hidden 256, 4 heads, ffn 1024,
 seq 128, batch 32, dropout 0.1, 15% masking with 20 predictions), the same
 masked batches (tfmask's RandomTokenMasking output, which both accept; rows
 hold 64-128 real tokens, 25% padding on average), the same AdamW step
-written once (`make_step`), alternating timed rounds. tfmask runs twice:
+written once (`make_step`): Keras' `AdamW` for keras-hub, the optimizer
+tfmask's trainer uses (`FusedAdamW`: the same update, one kernel per
+variable) for tfmask; alternating timed rounds. tfmask runs twice:
 padded (the same computation as keras-hub) and padding-free (its default:
 token-wise layers skip padding; under XLA one compilation per bucket of
 real-token counts, `tfmask.training.token_buckets`). Reports tokens/s (min /
@@ -38,6 +40,7 @@ from benchmarks.common import (  # noqa: E402
 from tfmask.data.masking import RandomTokenMasking  # noqa: E402
 from tfmask.losses import per_token_crossentropy  # noqa: E402
 from tfmask.models import MaskedLMModel  # noqa: E402
+from tfmask.training.optimizer import FusedAdamW  # noqa: E402
 from tfmask.training.token_buckets import TokenBuckets  # noqa: E402
 
 VOCAB, LAYERS, HIDDEN, HEADS, FFN, SEQ, BATCH, PREDICTIONS = 8192, 4, 256, 4, 1024, 128, 32, 20
@@ -100,13 +103,14 @@ def keras_hub_inputs(batch):
             "mask_positions": batch["mask_positions"]}
 
 
-def make_step(model, to_inputs, precision, jit_compile, token_buckets=False):
+def make_step(model, to_inputs, precision, jit_compile, token_buckets=False,
+              optimizer_class=keras.optimizers.AdamW):
     """One AdamW step (weighted masked-LM loss), the same for every contender.
 
     `token_buckets`: XLA with one compilation per bucket of real-token counts
     (`tfmask.training.token_buckets`), what the trainer does for a
     padding-free model under `jit_compile`."""
-    optimizer = keras.optimizers.AdamW(1e-4)
+    optimizer = optimizer_class(1e-4)
     if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     variables = model.trainable_variables
@@ -152,7 +156,9 @@ def contenders(precision, jit_compile, batches):
     runners = {}
     for name, (model, to_inputs) in models.items():
         bucketed = jit_compile and name == "tfmask padding-free"
-        step = make_step(model, to_inputs, precision, jit_compile, token_buckets=bucketed)
+        optimizer_class = keras.optimizers.AdamW if name == "keras_hub" else FusedAdamW
+        step = make_step(model, to_inputs, precision, jit_compile, token_buckets=bucketed,
+                         optimizer_class=optimizer_class)
         # Token buckets compile on first use: warm every batch, not just two.
         runners[name] = warmed_runner(step, batches, units=len(batches) * BATCH * SEQ,
                                       warm=len(batches) if bucketed else 2)

@@ -54,17 +54,19 @@ from tfmask.run_folder import ExportFolder, RunFolder, config_text, replace_fold
 from tfmask.serving import export_serving
 from tfmask.tasks import build_task
 from tfmask.training.precision import precision_warning, resolve_precision
+from tfmask.training.optimizer import FusedAdamW
 from tfmask.training.schedule import WarmupDecay
 from tfmask.training.strategy import is_chief, make_strategy, num_workers, worker_index
 from tfmask.training.token_buckets import TokenBuckets
 
 
 def make_optimizer(config, precision):
-    """AdamW with the config's schedule; loss scaling under mixed_float16."""
+    """AdamW (fused: `tfmask.training.optimizer`) with the config's schedule;
+    loss scaling under mixed_float16."""
     opt = config.optimizer
     schedule = WarmupDecay(opt.learning_rate, config.train.steps, config.schedule.warmup_steps,
                            config.schedule.decay, config.schedule.final_fraction)
-    optimizer = keras.optimizers.AdamW(
+    optimizer = FusedAdamW(
         learning_rate=schedule, weight_decay=opt.weight_decay, beta_1=opt.beta_1,
         beta_2=opt.beta_2, epsilon=opt.epsilon)  # clipping: see clip_global_gradients
     # Biases and layer-norm scales are not decayed (BERT's recipe).
