@@ -66,22 +66,29 @@ def train(runs_dir, variant, seed, eval_every):
         json.dump({"wall_seconds": wall, "peak_rss_mb": usage.ru_maxrss / 1024}, f)
 
 
+def peer_record(folder):
+    """What the keras-hub program wrote (`peer.json`), None for a tfmask run."""
+    path = os.path.join(folder, "peer.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def trainable_parameters(folder):
-    """From the peer's `peer.json`, or the "N trainable" of tfmask's start block."""
-    peer = os.path.join(folder, "peer.json")
-    if os.path.exists(peer):
-        with open(peer) as f:
-            return json.load(f)["trainable_parameters"]
+    """From the peer's record, or the "N trainable" of tfmask's start block."""
+    peer = peer_record(folder)
+    if peer:
+        return peer["trainable_parameters"]
     with open(os.path.join(folder, "stdout.log")) as f:
         line = next(line for line in f if line.startswith("model: "))
     return int(re.search(r"([\d,]+) trainable", line).group(1).replace(",", ""))
 
 
 def precision_of(folder):
-    peer = os.path.join(folder, "peer.json")
-    if os.path.exists(peer):
-        with open(peer) as f:
-            return json.load(f)["precision"]
+    peer = peer_record(folder)
+    if peer:
+        return peer["precision"]
     with open(os.path.join(folder, "config.yaml")) as f:
         return next(line.split(":", 1)[1].strip() for line in f
                     if line.strip().startswith("precision:"))

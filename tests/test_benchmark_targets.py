@@ -18,7 +18,7 @@ def mlm_section(precision, jit, padding_free_ratio):
         "keras_hub": {"tokens_per_second": ratio(100, 90, 110), "mfu": 0.5},
         "tfmask padded": {"tokens_per_second": ratio(110, 100, 120), "mfu": 0.55,
                           "ratio_vs_keras_hub": ratio(1.1, 1.0, 1.2)},
-        "tfmask padding-free": {"tokens_per_second": ratio(150, 140, 165), "mfu": 0.78,
+        "tfmask padding-free": {"tokens_per_second": ratio(150, 140, 165), "mfu": 0.55,
                                 "ratio_vs_keras_hub": padding_free_ratio},
     }
     return {"precision": precision, "jit_compile": jit, "contenders": contenders}
@@ -49,7 +49,7 @@ def test_a_missed_target_is_judged_against_its_noise(padding_free_ratio, verdict
     checks = verdicts(run_all.targets(results(padding_free_ratio)))
     assert checks["MLM tokens/s vs keras-hub (float32, jit=False)"] == verdict
     assert checks["packing vs padding, useful tokens/s"] == "met"
-    # MFU 78% with a +10% round: within noise of the 80% target.
+    # MFU 55% with a +10% round: within noise of the 60% target.
     assert checks["MLM MFU, useful FLOPs (float32, jit=False)"] == "noise"
 
 
