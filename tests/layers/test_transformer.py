@@ -428,3 +428,25 @@ def test_keyword_arguments_match_keras_hub():
         assert hub_init <= set(inspect.signature(ours.__init__).parameters)
         hub_call = set(inspect.signature(theirs.call).parameters) - {"self"}
         assert hub_call <= set(inspect.signature(ours.call).parameters)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_bfloat16_blocks_compute_the_activation_in_float32_and_round_once(activation):
+    """A bf16 block's feed-forward activation is float32's, rounded to bf16
+    (faster on CPUs, which have no bf16 erf/tanh); ReLU stays in bf16."""
+    block = TransformerEncoderBlock(HEADS, FFN, activation=activation, dtype="mixed_bfloat16")
+    block.build((None, None, D))
+    inner = keras.ops.cast(rand(3, 5, FFN) * 3, "bfloat16")
+    out = block._activate(inner)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    wide = keras.activations.get(activation)(keras.ops.cast(inner, "float32"))
+    np.testing.assert_array_equal(np.asarray(keras.ops.cast(out, "float32")),
+                                  np.asarray(keras.ops.cast(keras.ops.cast(wide, "bfloat16"),
+                                                            "float32")))
+    # The whole block still agrees with float32 on the same weights.
+    plain = TransformerEncoderBlock(HEADS, FFN, activation=activation)
+    plain.build((None, None, D))
+    plain.set_weights(block.get_weights())
+    x = rand(3, 5, D)
+    np.testing.assert_allclose(np.asarray(keras.ops.cast(block(x), "float32")),
+                               np.asarray(plain(x)), atol=0.1)

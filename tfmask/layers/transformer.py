@@ -13,6 +13,10 @@ from tfmask.layers.padding_free import gather_tokens, real_token_index, scatter_
 from tfmask.layers.attention import MaskedMultiHeadAttention
 
 
+# Activations as cheap in bfloat16 as in float32 (no transcendental function).
+_CHEAP_ACTIVATIONS = (keras.activations.relu, keras.activations.linear)
+
+
 def _clone_initializer(initializer):
     """A fresh initializer per sub-layer so seeded ones do not repeat."""
     return keras.initializers.get(keras.initializers.serialize(initializer))
@@ -102,7 +106,8 @@ class _TransformerBlockBase(keras.layers.Layer):
         )
 
     def _build_feedforward(self, hidden_dim):
-        self._ffn_inner = self._dense(self.intermediate_dim, "ffn_inner", self.activation)
+        # The activation is applied in `_activate`, not inside the Dense.
+        self._ffn_inner = self._dense(self.intermediate_dim, "ffn_inner")
         self._ffn_inner.build((None, None, hidden_dim))
         self._ffn_outer = self._dense(hidden_dim, "ffn_outer")
         self._ffn_outer.build((None, None, self.intermediate_dim))
@@ -121,11 +126,28 @@ class _TransformerBlockBase(keras.layers.Layer):
         out = x + self._dropout_layer(y, training=training)
         return (out if self.normalize_first else norm(out)), extras
 
+    def _activate(self, inner):
+        """The feed-forward activation; in float32 for bfloat16 inputs.
+
+        CPUs have no bfloat16 arithmetic: TensorFlow computes erf, tanh and
+        exp for bfloat16 by converting every element, so exact GELU forward
+        and backward on bfloat16 takes ~1.8x its float32 time (14.4 vs 8.0 ms
+        for MiniLM's [830, 1536] activations), ~10% of a bf16 training step.
+        Computing it in float32 and rounding once is faster and at least
+        as accurate; ReLU and the identity stay as they are.
+        """
+        low_precision = keras.backend.standardize_dtype(inner.dtype) == "bfloat16"
+        if low_precision and self.activation not in _CHEAP_ACTIVATIONS:
+            wide = self.activation(keras.ops.cast(inner, "float32"))
+            return keras.ops.cast(wide, "bfloat16")
+        return self.activation(inner)
+
     def _feedforward(self, x, training):
         # Dropout on the feed-forward output only (in `_residual`), as BERT
         # and keras-hub do; none on the 4x wider inner activations.
         x, _ = self._residual(
-            x, lambda h: self._ffn_outer(self._ffn_inner(h)), self._ffn_norm, training
+            x, lambda h: self._ffn_outer(self._activate(self._ffn_inner(h))), self._ffn_norm,
+            training
         )
         return x
 
