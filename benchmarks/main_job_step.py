@@ -1,0 +1,119 @@
+"""The main job's training step, with and without each speed change, side by side.
+
+    python -m benchmarks.main_job_step [--rounds 7] [--steps 10]
+
+Three trainers of `configs/rotten_tomatoes_minilm.yaml` as shipped (MiniLM,
+32 reviews x 56 tokens, padding-free, `precision: auto`) in one process,
+timed over the same number of steps of their own pipelines in alternating
+rounds, so each change is measured against the step without it:
+  before                Keras' AdamW, the feed-forward GELU in bfloat16
+  + fused AdamW         `FusedAdamW` (tfmask.training.optimizer)
+  + float32 GELU        the activation computed in float32 for bf16 blocks
+                        (`TransformerEncoderBlock._activate`): the shipped step
+Prints milliseconds per step (min / median / max over rounds) and each
+contender's per-round speed-up over `before`. The whole job's wall time
+and accuracy come from `benchmarks.main_job`.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+from benchmarks.common import print_table, race, ratios, stats
+from tfmask.layers import transformer
+from tfmask.tasks import load_config
+from tfmask.training import trainer as trainer_module
+
+CONFIG = os.path.join("configs", "rotten_tomatoes_minilm.yaml")
+
+
+@contextlib.contextmanager
+def patched(module, name, value):
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
+def bfloat16_activation(self, inner):
+    """The feed-forward activation as it was: in the input's dtype."""
+    return self.activation(inner)
+
+
+def runner(folder, steps, keras_adamw=False, bf16_gelu=False):
+    """A trainer of the main job; run() = `steps` training steps. The old
+    behaviours are patched in while the trainer is built and its step traced
+    (the traced graph keeps them)."""
+    with contextlib.ExitStack() as stack:
+        if keras_adamw:
+            stack.enter_context(patched(trainer_module, "FusedAdamW", keras.optimizers.AdamW))
+        if bf16_gelu:
+            stack.enter_context(patched(transformer.TransformerEncoderBlock, "_activate",
+                                        bfloat16_activation))
+        config = load_config(CONFIG, overrides=["runtime.export=false", "train.steps=100000"])
+        trainer = trainer_module.Trainer(config, folder, verbose=False)
+        iterator = trainer._training_input(0)
+        for _ in range(2):  # trace and warm up
+            trainer._train_step(iterator, 1)
+        trainer.step.numpy()
+
+    def run():
+        for _ in range(steps):
+            trainer._train_step(iterator, 1)
+        trainer.step.numpy()  # wait for the last step
+        return steps
+
+    return run, trainer.precision
+
+
+def run_steps(rounds=7, steps=10):
+    keras.utils.set_random_seed(0)
+    with tempfile.TemporaryDirectory() as scratch:
+        contenders, precision = {}, None
+        for name, options in (("before", {"keras_adamw": True, "bf16_gelu": True}),
+                              ("+ fused AdamW", {"bf16_gelu": True}),
+                              ("+ float32 GELU (shipped)", {})):
+            contenders[name], precision = runner(os.path.join(scratch, str(len(contenders))),
+                                                 steps, **options)
+        speeds = race(contenders, rounds)
+    return {"precision": precision, "rounds": rounds, "steps": steps,
+            "contenders": {name: {"ms_per_step": stats(1000 / np.array(speed)),
+                                  "speedup_vs_before": None if name == "before"
+                                  else ratios(speeds, name, "before")}
+                           for name, speed in speeds.items()}}
+
+
+def print_steps(result):
+    rows = []
+    for name, entry in result["contenders"].items():
+        ms, speedup = entry["ms_per_step"], entry["speedup_vs_before"]
+        rows.append([name, f"{ms['median']:.0f}", f"{ms['min']:.0f}", f"{ms['max']:.0f}",
+                     "1.00" if speedup is None else
+                     f"{speedup['median']:.2f} ({speedup['min']:.2f}-{speedup['max']:.2f})"])
+    print_table(f"Main job training step ({CONFIG}, {result['precision']}), "
+                f"{result['rounds']} alternating rounds of {result['steps']} steps",
+                ["step", "ms/step", "min", "max", "speed-up vs before (min-max)"], rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    result = run_steps(args.rounds, args.steps)
+    print_steps(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
