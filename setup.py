@@ -57,6 +57,7 @@ setup(
         # hadolint releases add rules.
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.8",  # the default tiers on two workers (pytest.ini)
             "scikit-learn>=1.9.1",
             "statsmodels>=0.15.0",
             "jax>=0.7",
