@@ -61,6 +61,24 @@ def ratios(speeds, name, reference):
     return stats(np.array(speeds[name]) / np.array(speeds[reference]))
 
 
+def times_against(speeds, reference):
+    """Per contender of `race` (units per second): milliseconds per unit
+    (min / median / max) and its per-round speed-up over `reference`."""
+    return {name: {"ms": stats(1000 / np.array(speed)),
+                   "speedup": None if name == reference else ratios(speeds, name, reference)}
+            for name, speed in speeds.items()}
+
+
+def times_rows(contenders, digits=0):
+    """Table rows of `times_against`'s result: name, ms median / min / max, speed-up."""
+    rows = []
+    for name, entry in contenders.items():
+        ms, speedup = entry["ms"], entry["speedup"]
+        rows.append([name, *(f"{ms[k]:.{digits}f}" for k in ("median", "min", "max")),
+                     ratio_cell(speedup)])
+    return rows
+
+
 def matmul_peak(dtype, size=2048, repeats=10):
     """GFLOP/s of a large square matmul in `dtype`: this machine's practical peak."""
     a = tf.random.normal((size, size), dtype=tf.float32)

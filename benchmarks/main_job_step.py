@@ -22,9 +22,8 @@ import os
 import tempfile
 
 import keras
-import numpy as np
 
-from benchmarks.common import print_table, race, ratios, stats
+from benchmarks.common import print_table, race, times_against, times_rows
 from tfmask.layers import transformer
 from tfmask.tasks import load_config
 from tfmask.training import trainer as trainer_module
@@ -84,22 +83,14 @@ def run_steps(rounds=7, steps=10):
                                                  steps, **options)
         speeds = race(contenders, rounds)
     return {"precision": precision, "rounds": rounds, "steps": steps,
-            "contenders": {name: {"ms_per_step": stats(1000 / np.array(speed)),
-                                  "speedup_vs_before": None if name == "before"
-                                  else ratios(speeds, name, "before")}
-                           for name, speed in speeds.items()}}
+            "contenders": times_against(speeds, "before")}
 
 
 def print_steps(result):
-    rows = []
-    for name, entry in result["contenders"].items():
-        ms, speedup = entry["ms_per_step"], entry["speedup_vs_before"]
-        rows.append([name, f"{ms['median']:.0f}", f"{ms['min']:.0f}", f"{ms['max']:.0f}",
-                     "1.00" if speedup is None else
-                     f"{speedup['median']:.2f} ({speedup['min']:.2f}-{speedup['max']:.2f})"])
     print_table(f"Main job training step ({CONFIG}, {result['precision']}), "
                 f"{result['rounds']} alternating rounds of {result['steps']} steps",
-                ["step", "ms/step", "min", "max", "speed-up vs before (min-max)"], rows)
+                ["step", "ms/step", "min", "max", "speed-up vs before (min-max)"],
+                times_rows(result["contenders"]))
 
 
 def main():

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.common import print_table, race, ratios, stats
+from benchmarks.common import print_table, race, times_against, times_rows
 from tfmask.models import ClassifierModel
 from tfmask.training.optimizer import FusedAdamW
 from tfmask.training.schedule import WarmupDecay
@@ -61,23 +61,15 @@ def run_update(rounds=5, updates=10):
                   "tfmask FusedAdamW": update_runner(FusedAdamW, variables, updates)}
     speeds = race(contenders, rounds)
     return {"parameters": parameters, "variables": len(variables), "rounds": rounds,
-            "contenders": {name: {"ms_per_update": stats(1000 / np.array(speed)),
-                                  "speedup_vs_keras": None if name == "keras AdamW" else
-                                  ratios(speeds, name, "keras AdamW")}
-                           for name, speed in speeds.items()}}
+            "contenders": times_against(speeds, "keras AdamW")}
 
 
 def print_update(result):
-    rows = []
-    for name, entry in result["contenders"].items():
-        ms, speedup = entry["ms_per_update"], entry["speedup_vs_keras"]
-        rows.append([name, f"{ms['median']:.1f}", f"{ms['min']:.1f}", f"{ms['max']:.1f}",
-                     "1.00" if speedup is None else
-                     f"{speedup['median']:.2f} ({speedup['min']:.2f}-{speedup['max']:.2f})"])
     print_table(f"Optimizer update of the main job's {result['parameters'] / 1e6:.1f}M parameters "
                 f"({result['variables']} variables, float32, clipping + AdamW + weight decay), "
                 f"{result['rounds']} rounds",
-                ["optimizer", "ms/update", "min", "max", "speed-up (min-max)"], rows)
+                ["optimizer", "ms/update", "min", "max", "speed-up (min-max)"],
+                times_rows(result["contenders"], digits=1))
 
 
 def main():
