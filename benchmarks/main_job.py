@@ -140,13 +140,13 @@ def print_main_job(results):
 
     rows = []
     for variant, entry in results["summary"].items():
-        acc, trained = entry["accuracy"], entry["train_seconds"]
+        acc, wall, trained = entry["accuracy"], entry["wall_seconds"], entry["train_seconds"]
         step, memory = entry.get("step_seconds"), entry.get("peak_rss_mb")
         trainable = entry["trainable_parameters"]
         rows.append([f"{variant} ({entry['precision']})",
                      f"{trainable:,}" if trainable else "-",
                      f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f}",
-                     f"{entry['wall_seconds']['mean'] / 60:.2f}",
+                     f"{wall['mean'] / 60:.2f} ± {wall['std'] / 60:.2f}",
                      f"{trained['mean'] / 60:.2f} ± {trained['std'] / 60:.2f}",
                      f"{1000 * step['mean']:.0f}" if step else "-",
                      f"{memory['mean']:,.0f}" if memory else "-",

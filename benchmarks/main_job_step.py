@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import tempfile
+from unittest import mock
 
 import keras
 
@@ -29,16 +30,6 @@ from tfmask.tasks import load_config
 from tfmask.training import trainer as trainer_module
 
 CONFIG = os.path.join("configs", "rotten_tomatoes_minilm.yaml")
-
-
-@contextlib.contextmanager
-def patched(module, name, value):
-    old = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, old)
 
 
 def bfloat16_activation(self, inner):
@@ -52,10 +43,11 @@ def runner(folder, steps, keras_adamw=False, bf16_gelu=False):
     (the traced graph keeps them)."""
     with contextlib.ExitStack() as stack:
         if keras_adamw:
-            stack.enter_context(patched(trainer_module, "FusedAdamW", keras.optimizers.AdamW))
+            stack.enter_context(mock.patch.object(trainer_module, "FusedAdamW",
+                                                  keras.optimizers.AdamW))
         if bf16_gelu:
-            stack.enter_context(patched(transformer.TransformerEncoderBlock, "_activate",
-                                        bfloat16_activation))
+            stack.enter_context(mock.patch.object(transformer.TransformerEncoderBlock,
+                                                  "_activate", bfloat16_activation))
         config = load_config(CONFIG, overrides=["runtime.export=false", "train.steps=100000"])
         trainer = trainer_module.Trainer(config, folder, verbose=False)
         iterator = trainer._training_input(0)

@@ -57,16 +57,16 @@ class FusedAdamW(keras.optimizers.AdamW):
     def update_step(self, gradient, variable, learning_rate):
         if not _TENSORFLOW:
             return super().update_step(gradient, variable, learning_rate)
-        lr = tf.cast(learning_rate, variable.dtype)
+        dtype = variable.dtype
+        lr = tf.cast(learning_rate, dtype)
         if self.weight_decay is not None and self._use_weight_decay(variable):
-            decay = tf.cast(self.weight_decay, variable.dtype) * lr
+            decay = tf.cast(self.weight_decay, dtype) * lr
             variable.assign(variable * (1.0 - decay))
         if not self._fused(gradient):
             return super().update_step(gradient, variable, learning_rate)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
-        step = tf.cast(self.iterations + 1, variable.dtype)
-        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle, m=m.handle, v=v.handle,
             beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
