@@ -166,6 +166,10 @@ class OptimizerConfig:
     beta_2: float = 0.999
     epsilon: float = 1e-6
     clipnorm: Optional[float] = 1.0  # global gradient norm (BERT); null = no clipping
+    # Update only the embedding rows a batch reads (moments and weight decay
+    # caught up exactly; tfmask.training.optimizer): untied-embedding families
+    # (classifier, token_classifier), one replica, without XLA.
+    sparse_embedding_update: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

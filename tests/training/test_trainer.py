@@ -283,6 +283,8 @@ def _free_port():
                                     "did you mean austen?"),
     (["--set", "masking.rate=1.5"], "error: masking.rate=1.5 must be between 0 and 1."),
     (["--set", "model.num_heads=3"], "error: model.num_heads=3 does not divide"),
+    (["--set", "optimizer.sparse_embedding_update=true"],
+     "error: optimizer.sparse_embedding_update=true cannot take effect: model.family=mlm ties"),
 ])
 def test_train_cli_reports_a_bad_config_in_one_line(args, message, tmp_path):
     completed = run_cli("-m", "tfmask.train", "--config", TINY_MLM, "--output_dir",

@@ -49,6 +49,27 @@ from tfmask.text.segmentation import check_segmenter_name, needs_segmenter
 
 AUTOTUNE = tf.data.AUTOTUNE
 VOCABULARY_TRAINING_DOCUMENTS = 200_000
+
+
+def check_sparse_embedding_update(task, config):
+    """One line when optimizer.sparse_embedding_update cannot take effect
+    (what it needs: `tfmask.training.optimizer`'s row-sparse update)."""
+    if not config.optimizer.sparse_embedding_update:
+        return
+    model = config.model
+    if not task.untied_embedding:
+        problem = (f"model.family={task.family} ties or has no word embedding lookup, so its "
+                   "gradient is dense")
+    elif model.lora_rank or model.freeze_encoder:
+        problem = "model.lora_rank / model.freeze_encoder freeze the embedding"
+    elif config.runtime.jit_compile:
+        problem = "runtime.jit_compile cannot compile the row lookup (its size varies per batch)"
+    else:
+        return
+    raise ConfigError(f"optimizer.sparse_embedding_update=true cannot take effect: "
+                      f"{problem}; set it false.")
+
+
 def dense_settings(config):
     """(key, value, default) of the settings only dense families read."""
     data, model, masking = config.data, config.model, config.masking
@@ -137,6 +158,9 @@ class Task(abc.ABC):
     default_normalize_first = False
     dense = False  # reads dense arrays (tfmask.tasks.dense), not text
     tags_tokens = False  # predicts a tag per token (tfmask.tasks.token_classifier)
+    # The word embedding is read only by lookups (no tied output layer), so
+    # its gradient holds just the rows a batch reads: optimizer.sparse_embedding_update.
+    untied_embedding = False
 
     def __init__(self, config, tokenizer=None, vocabulary_path=None):
         self.config = config
@@ -193,6 +217,7 @@ class Task(abc.ABC):
                 raise ConfigError(f"model.family={cls.family} does not tag tokens: {tag_only[0]}"
                                   " applies to model.family=token_classifier; remove it.")
         check_adapters(config)
+        check_sparse_embedding_update(cls, config)
         if masking.rate == 0 and masking.strategy in ("random", "whole_word", "span", "entity"):
             raise ConfigError("masking.rate=0 masks nothing; set a rate in (0, 1] or "
                               "masking.strategy: none.")

@@ -41,6 +41,7 @@ class ClassifierTask(Task):
     supports_words_key = True
     supports_padding_free = True
     supports_freezing = True
+    untied_embedding = True
 
     @classmethod
     def validate(cls, config):

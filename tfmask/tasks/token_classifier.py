@@ -125,6 +125,7 @@ class TokenClassifierTask(Task):
     supports_words_key = True
     supports_padding_free = True
     supports_freezing = True
+    untied_embedding = True
     tags_tokens = True
 
     # ------------------------------------------------------------ config

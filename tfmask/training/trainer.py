@@ -49,12 +49,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfmask.data import features as F
-from tfmask.errors import Interrupted, RunError, TrainingDiverged
+from tfmask.errors import ConfigError, Interrupted, RunError, TrainingDiverged
 from tfmask.run_folder import ExportFolder, RunFolder, config_text, replace_folder
 from tfmask.serving import export_serving
 from tfmask.tasks import build_task
 from tfmask.training.precision import precision_warning, resolve_precision
-from tfmask.training.optimizer import FusedAdamW
+from tfmask.training.optimizer import FusedAdamW, summed_rows
 from tfmask.training.schedule import WarmupDecay
 from tfmask.training.strategy import is_chief, make_strategy, num_workers, worker_index
 from tfmask.training.token_buckets import TokenBuckets
@@ -68,7 +68,9 @@ def make_optimizer(config, precision):
                            config.schedule.decay, config.schedule.final_fraction)
     optimizer = FusedAdamW(
         learning_rate=schedule, weight_decay=opt.weight_decay, beta_1=opt.beta_1,
-        beta_2=opt.beta_2, epsilon=opt.epsilon)  # clipping: see clip_global_gradients
+        beta_2=opt.beta_2, epsilon=opt.epsilon,  # clipping: see clip_global_gradients
+        # Keras' Embedding tables (token, position, type) are all "embeddings".
+        sparse_rows=["embeddings"] if opt.sparse_embedding_update else None)
     # Biases and layer-norm scales are not decayed (BERT's recipe).
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     if precision == "mixed_float16":
@@ -100,6 +102,7 @@ class Trainer:
         if verbose and warning:
             print(f"warning: {warning}")
         replicas = self.strategy.num_replicas_in_sync
+        _check_sparse_embedding_update(config, self.precision, replicas)
         if config.data.batch_size % replicas:
             raise ValueError(
                 f"data.batch_size={config.data.batch_size} is the global batch and must be "
@@ -148,6 +151,7 @@ class Trainer:
         self.static_shapes = config.runtime.strategy == "tpu" or (
             config.runtime.jit_compile and not self.task.padding_free(config))
         self._evaluation_batches = {}
+        self._flush = None  # the compiled flush_sparse_rows, made on first use
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
         # Several processes train together: every decision that ends in a
@@ -241,7 +245,7 @@ class Trainer:
             gradients = tape.gradient(scaled, model.trainable_variables)
             gradients, norm = clip_global_gradients(
                 gradients, self.config.optimizer.clipnorm, _loss_scale(optimizer),
-                return_norm=True)
+                return_norm=True, sparse_rows=self.config.optimizer.sparse_embedding_update)
             optimizer.apply(gradients, model.trainable_variables)
             self._update_metrics(metrics, labels, logits, weights)
             return loss, norm
@@ -329,9 +333,19 @@ class Trainer:
                 if isinstance(value, float):
                     tf.summary.scalar(key, value)
 
+    def _flush_sparse_rows(self):
+        """Rows of a row-sparse embedding update that sat out steps get their
+        weight decay (and moments) now, so evaluated and exported weights are
+        current; a no-op without optimizer.sparse_embedding_update."""
+        if self.config.optimizer.sparse_embedding_update:
+            if self._flush is None:
+                self._flush = tf.function(self.optimizer.flush_sparse_rows)
+            self._flush()
+
     def evaluate(self, split=None):
         """Metrics on `split` (default: data.eval_split), the task's extra
         evaluation included (BLEU, entity F1), named `eval_*` or `{split}_*`."""
+        self._flush_sparse_rows()
         for metric in self.eval_metrics.values():
             metric.reset_state()
         if split not in self._evaluation_batches:
@@ -554,6 +568,7 @@ class Trainer:
         SavedModel that serves raw text (`tfmask.serving`: tokenizer, input
         masking and decoding inside), and the vocabulary; written
         into a temporary folder that replaces `export/` only when complete."""
+        self._flush_sparse_rows()
         path = self.folder.export.path
         staged = ExportFolder(f"{path}.tmp-{os.getpid()}")  # becomes export/ when complete
         shutil.rmtree(staged.path, ignore_errors=True)
@@ -663,7 +678,23 @@ def _checkpoint_seconds(config):
     return seconds
 
 
-def clip_global_gradients(gradients, clipnorm, loss_scale=None, return_norm=False):
+def _check_sparse_embedding_update(config, precision, replicas):
+    """One line where optimizer.sparse_embedding_update meets a resolved
+    precision or strategy that makes the embedding gradient dense (the
+    config-only cases are refused by the task's `check`)."""
+    if not config.optimizer.sparse_embedding_update:
+        return
+    problem = ("mixed_float16's loss scaling makes the embedding gradient dense; set "
+               "runtime.precision: float32 or mixed_bfloat16" if precision == "mixed_float16"
+               else f"{replicas} replicas sum their gradients densely; train on one device"
+               if replicas > 1 else None)
+    if problem:
+        raise ConfigError(f"optimizer.sparse_embedding_update=true cannot take effect: "
+                          f"{problem}, or set it false.")
+
+
+def clip_global_gradients(gradients, clipnorm, loss_scale=None, return_norm=False,
+                          sparse_rows=False):
     """Replica gradients -> what `optimizer.apply` needs for an exact global step.
 
     Embedding gradients arrive as `IndexedSlices` with one slice per token
@@ -677,7 +708,9 @@ def clip_global_gradients(gradients, clipnorm, loss_scale=None, return_norm=Fals
     applies to the true gradient. `return_norm` also returns the global norm
     (before clipping; the trainer's NaN guard reads it). A non-finite norm
     leaves the gradients as
-    they are, for the loss-scale optimizer to skip the step.
+    they are, for the loss-scale optimizer to skip the step. `sparse_rows`
+    (one replica): embedding slices are summed per row and stay
+    `IndexedSlices`, for the optimizer's row-sparse update; same norm.
 
     Example:
     >>> import tensorflow as tf
@@ -685,9 +718,12 @@ def clip_global_gradients(gradients, clipnorm, loss_scale=None, return_norm=Fals
     >>> [round(float(x), 6) for x in g]
     [0.6, 0.8]
     """
-    gradients = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync if context else 1
+    keep_rows = sparse_rows and replicas == 1
+    gradients = [None if g is None else summed_rows(g)
+                 if keep_rows and isinstance(g, tf.IndexedSlices) else tf.convert_to_tensor(g)
+                 for g in gradients]
     if replicas > 1:
         present = [g for g in gradients if g is not None]
         summed = iter(context.all_reduce("sum", present))
@@ -698,8 +734,14 @@ def clip_global_gradients(gradients, clipnorm, loss_scale=None, return_norm=Fals
         threshold = clipnorm * (loss_scale if loss_scale is not None else 1.0)
         clip = tf.math.is_finite(norm) & (norm > threshold)
         factor = factor * tf.where(clip, threshold / norm, 1.0)
-    clipped = [None if g is None else g * tf.cast(factor, g.dtype) for g in gradients]
+    clipped = [None if g is None else _scaled(g, tf.cast(factor, g.dtype)) for g in gradients]
     return (clipped, norm) if return_norm else clipped
+
+
+def _scaled(gradient, factor):
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
 
 
 def _loss_scale(optimizer):
