@@ -1,6 +1,7 @@
 """Every benchmark in one run: a table per section, the targets, JSON.
 
     python -m benchmarks.run_all [--quick] [--check] [--out benchmarks/results]
+                                 [--measured benchmarks/results/cpu.json]
 
 Sections (each also runs alone, see its module):
   1. MLM training tokens/s, tfmask vs keras-hub, float32 and mixed_bfloat16,
@@ -163,6 +164,24 @@ def print_targets(checks):
     print_table("Targets", ["check", "measured", "target", "noise", ""], rows)
 
 
+def measure(corpus, rounds, steps):
+    """Sections 1-4, measured now."""
+    peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
+    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                           "tensorflow": tf.__version__,
+                           "matmul_peak_gflops": peaks},
+               "rounds": rounds, "steps_per_round": steps, "mlm": []}
+    for precision in ("float32", "mixed_bfloat16"):
+        for jit in (False, True):
+            results["mlm"].append(train_throughput.run_mlm(
+                precision, jit, rounds, steps, peak=peaks[train_throughput.PEAK_DTYPE[precision]]))
+    results["packing"] = packing.run_packing(corpus, rounds, steps)
+    pipeline = mask_pipeline.run_trainer_input(corpus, batches=40, rounds=rounds)
+    results["headroom"] = headroom(pipeline, results["packing"], results["mlm"])
+    results["optimizer_update"] = optimizer_update.run_update(rounds, updates=steps * 2)
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds x 3 steps (a smoke run)")
@@ -173,14 +192,13 @@ def main():
     parser.add_argument("--main_job", default=os.path.join("benchmarks", "results",
                                                            "main_job.json"),
                         help="results of benchmarks.main_job to include (skipped if absent)")
+    parser.add_argument("--measured", metavar="CPU_JSON",
+                        help="take sections 1-4 from an earlier run's cpu.json instead of "
+                             "measuring them (after a new main_job.json: its tables and the "
+                             "targets again, in seconds)")
     args = parser.parse_args()
     rounds, steps = (2, 3) if args.quick else (5, 5)
     started = time.time()
-    peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                           "tensorflow": tf.__version__,
-                           "matmul_peak_gflops": peaks},
-               "rounds": rounds, "steps_per_round": steps, "mlm": []}
     report = io.StringIO()
 
     def show(printer, section):
@@ -188,23 +206,21 @@ def main():
             printer(section)
         printer(section)
 
-    for precision in ("float32", "mixed_bfloat16"):
-        for jit in (False, True):
-            section = train_throughput.run_mlm(
-                precision, jit, rounds, steps, peak=peaks[train_throughput.PEAK_DTYPE[precision]])
-            results["mlm"].append(section)
-            show(train_throughput.print_mlm, section)
-    results["packing"] = packing.run_packing(args.corpus, rounds, steps)
+    if args.measured:
+        with open(args.measured) as f:
+            results = {k: v for k, v in json.load(f).items()
+                       if k not in ("main_job", "targets", "seconds")}
+    else:
+        results = measure(args.corpus, rounds, steps)
+    for section in results["mlm"]:
+        show(train_throughput.print_mlm, section)
     show(packing.print_packing, results["packing"])
-    pipeline = mask_pipeline.run_trainer_input(args.corpus, batches=40, rounds=rounds)
-    results["headroom"] = headroom(pipeline, results["packing"], results["mlm"])
     rows = [[name, f"{v['rows_per_second']:,.0f}", f"{v['model_rows_per_second']:,.0f}",
              f"{v['headroom']:,.0f}x"] for name, v in results["headroom"].items()]
     show(lambda _: print_table(
         f"Input pipeline ({args.corpus}: raw text -> tokens -> masks -> 32 x 128 batches) "
         "vs the fastest tfmask model on the same rows",
         ["pipeline", "rows/s", "model rows/s", "headroom"], rows), None)
-    results["optimizer_update"] = optimizer_update.run_update(rounds, updates=steps * 2)
     show(optimizer_update.print_update, results["optimizer_update"])
     if os.path.exists(args.main_job):  # minutes per run: measured on its own
         from benchmarks.main_job import print_main_job

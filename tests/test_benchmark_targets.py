@@ -3,10 +3,14 @@ noise, or missed beyond it (what `run_all --check` fails on); the main job's
 run folders are read into curves and summaries."""
 
 import json
+import os
+import sys
 
 import pytest
 
 from benchmarks import main_job, run_all
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def ratio(median, low, high):
@@ -95,3 +99,16 @@ def test_main_job_runs_become_curves_and_targets(tmp_path):
     assert checks["main job accuracy drop vs float32 (points, <= 1 std)"] == "met"
     assert checks["main job train time vs keras_hub (speed-up)"] == "met"  # 2.02x
     assert checks["main job accuracy drop vs keras_hub (points, <= 1 std)"] == "met"
+
+
+def test_the_published_tables_are_what_their_json_renders(tmp_path, monkeypatch):
+    """`run_all --measured` re-renders sections 1-4 from a cpu.json (after a
+    new main_job.json): from the published cpu.json and main_job.json it
+    writes the published cpu.md, so the tables and their numbers agree."""
+    results = os.path.join(REPO, "benchmarks", "results")
+    monkeypatch.setattr(sys, "argv", [
+        "run_all", "--measured", os.path.join(results, "cpu.json"),
+        "--main_job", os.path.join(results, "main_job.json"), "--out", str(tmp_path)])
+    run_all.main()
+    with open(os.path.join(results, "cpu.md")) as published:
+        assert (tmp_path / "cpu.md").read_text() == published.read()
