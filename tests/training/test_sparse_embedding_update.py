@@ -28,6 +28,7 @@ from tfmask.training.trainer import Trainer, _check_sparse_embedding_update
 pytestmark = pytest.mark.tensorflow_only("the row-sparse update is TensorFlow's")
 
 ROWS, WIDTH, STEPS = 20, 4, 30
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def synthetic_run(kind, beta_1, sparse, steps=STEPS, restart_at=None, **kwargs):
@@ -228,3 +229,50 @@ def test_it_is_refused_where_precision_or_strategy_make_gradients_dense(precisio
     with pytest.raises(ConfigError, match=message):
         _check_sparse_embedding_update(config, precision, replicas)
     _check_sparse_embedding_update(config, "mixed_bfloat16", 1)  # the main job's case
+
+
+# ------------------------------------------------------------ the command line
+@pytest.mark.journey
+def test_the_command_line_trains_and_exports_with_the_row_sparse_update(tmp_path, capsys):
+    """`python -m tfmask.train --set optimizer.sparse_embedding_update=true`
+    to the exported model and a prediction from it. The last checkpoint is
+    written before the flush, so its token table holds rows that sat out the
+    last steps with their weight decay still owed; the exported table is that
+    table with the decay paid: rows read at the last step are unchanged, the
+    others shrink by one factor per number of steps sat out."""
+    from tests.journeys import train_cli
+    from tfmask.predict import Predictor
+
+    steps = 6  # the main job, pretrained MiniLM and all, shortened
+    sets = [f"train.steps={steps}", "train.log_every=3", "train.eval_batches=1",
+            "schedule.warmup_steps=1", "optimizer.learning_rate=1e-2",
+            "optimizer.weight_decay=0.5", "optimizer.sparse_embedding_update=true",
+            "runtime.export_saved_model=false"]
+    run = tmp_path / "run"
+    code, out, err = train_cli(capsys, os.path.join(REPO, "configs", "rotten_tomatoes_minilm.yaml"),
+                               run, *sets)
+    assert code == 0, err[-3000:]
+    assert "final: eval_loss" in out
+
+    reader = tf.train.load_checkpoint(str(run / "checkpoints"))
+    shapes = reader.get_variable_to_shape_map()
+    row_steps = max((reader.get_tensor(name) for name in shapes if "optimizer_variables" in name
+                     and len(shapes[name]) == 1 and reader.get_tensor(name).dtype == np.int64),
+                    key=len)
+    table_name = next(name for name in shapes if "optimizer_variables" not in name
+                      and shapes[name] == [len(row_steps), 384])
+    trained = reader.get_tensor(table_name)
+    exported = keras.saving.load_model(str(run / "export" / "model.keras"))
+    table = next(w.numpy() for w in exported.weights if "token_embedding" in w.path)
+
+    current, idle = row_steps == steps, row_steps < steps  # 0: never read
+    assert current.sum() > 5 and idle.sum() > 5 and (row_steps == 0).sum() > 20_000
+    np.testing.assert_array_equal(table[current], trained[current])
+    for last_read in np.unique(row_steps[idle]):
+        rows = (row_steps == last_read)[:, None] & (trained != 0)
+        factor = table[rows] / trained[rows]
+        assert np.all(factor < 1) and np.ptp(factor) < 1e-5, last_read
+
+    lines = Predictor(str(run)).predict("a gripping , funny film .")  # tfmask.predict's
+    probabilities = [float(x) for x in lines[0].split()[2::3]]  # "class 0: p class 1: q"
+    assert len(probabilities) == 2 and sum(probabilities) == pytest.approx(1, abs=2e-3), lines
