@@ -116,9 +116,12 @@ class FusedAdamW(keras.optimizers.AdamW):
     def _fused(self, gradient):
         return _TENSORFLOW and not self.amsgrad and not isinstance(gradient, tf.IndexedSlices)
 
+    def _decays(self, variable):
+        return self.weight_decay is not None and self._use_weight_decay(variable)
+
     def _decay_factor(self, variable, lr):
         """1 - weight_decay * lr for a decayed variable, else None."""
-        if self.weight_decay is None or not self._use_weight_decay(variable):
+        if not self._decays(variable):
             return None
         return 1.0 - tf.cast(self.weight_decay, variable.dtype) * lr
 
@@ -138,7 +141,9 @@ class FusedAdamW(keras.optimizers.AdamW):
         if self._row_steps[index] is not None:
             if isinstance(gradient, tf.IndexedSlices) and not self.amsgrad:
                 return self._update_rows(gradient, variable, lr, decay, index)
-            self._mark_rows_current(index, decay)  # a dense step touches every row
+            # A dense step touches every row.
+            self._mark_rows_current(index, self.iterations + 1,
+                                    self._advance_log_decay(index, decay).value)
         if decay is not None:
             variable.assign(variable * decay)
         if not self._fused(gradient):
@@ -159,11 +164,26 @@ class FusedAdamW(keras.optimizers.AdamW):
             log_decay.assign_add(tf.math.log(tf.cast(decay, "float32")))
         return log_decay
 
-    def _mark_rows_current(self, index, decay):
-        log_decay = self._advance_log_decay(index, decay)
-        rows = self._row_steps[index]
-        rows.assign(tf.fill(rows.shape, tf.cast(self.iterations + 1, "int64")))
-        self._row_log_decay[index].assign(tf.fill(rows.shape, log_decay.value))
+    def _mark_rows_current(self, index, step, log_decay):
+        """Every row of variable `index` last updated at `step`, with the
+        log-decay sum `log_decay`."""
+        steps = self._row_steps[index]
+        steps.assign(tf.fill(steps.shape, tf.cast(step, "int64")))
+        self._row_log_decay[index].assign(tf.fill(steps.shape, log_decay))
+
+    def _caught_up(self, values, m, v, row_steps, owed_log_decay=None):
+        """`values` (rows or a whole table) and their moments as dense AdamW
+        leaves them after the steps since `row_steps` without a gradient:
+        moments times beta^skipped, weight decay exp(owed_log_decay) paid
+        (module doc)."""
+        dtype = values.dtype
+        shape = [-1] + [1] * (len(values.shape) - 1)
+        skipped = tf.reshape(tf.cast(self.iterations - row_steps, dtype), shape)
+        m = m * tf.pow(tf.cast(self.beta_1, dtype), skipped)
+        v = v * tf.pow(tf.cast(self.beta_2, dtype), skipped)
+        if owed_log_decay is not None:
+            values = values * tf.reshape(tf.cast(tf.exp(owed_log_decay), dtype), shape)
+        return values, m, v
 
     def _update_rows(self, gradient, variable, lr, decay, index):
         """Adam on the rows `gradient` holds, after their catch-up (module doc)."""
@@ -182,18 +202,14 @@ class FusedAdamW(keras.optimizers.AdamW):
             tf.raw_ops.ResourceScatterUpdate(resource=store.handle, indices=rows,
                                              updates=values)
 
-        trailing = [1] * (len(variable.shape) - 1)
-        skipped = tf.reshape(tf.cast(step - 1 - gather(steps), dtype), [-1] + trailing)
+        log_decay = self._advance_log_decay(index, decay)
+        var_rows, m_rows, v_rows = self._caught_up(
+            gather(variable), gather(m), gather(v), gather(steps),
+            # this step's decay included
+            None if decay is None else log_decay - gather(row_log_decay))
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
-        m_rows = gather(m) * tf.pow(beta_1, skipped)
-        v_rows = gather(v) * tf.pow(beta_2, skipped)
         m_rows += (grad - m_rows) * (1.0 - beta_1)
         v_rows += (tf.square(grad) - v_rows) * (1.0 - beta_2)
-        var_rows = gather(variable)
-        log_decay = self._advance_log_decay(index, decay)
-        if decay is not None:
-            owed = tf.exp(log_decay - gather(row_log_decay))  # this step's decay included
-            var_rows *= tf.reshape(tf.cast(owed, dtype), [-1] + trailing)
         t = tf.cast(step, dtype)
         alpha = lr * tf.sqrt(1.0 - tf.pow(beta_2, t)) / (1.0 - tf.pow(beta_1, t))
         var_rows -= alpha * m_rows / (tf.sqrt(v_rows) + tf.cast(self.epsilon, dtype))
@@ -210,20 +226,16 @@ class FusedAdamW(keras.optimizers.AdamW):
         (evaluation, export). A no-op for an unbuilt optimizer."""
         if not getattr(self, "built", False):
             return
-        done = tf.cast(self.iterations, "int64")
         for index, variable in enumerate(self._trainable_variables):
-            steps = self._row_steps[index]
-            if steps is None:
+            if self._row_steps[index] is None:
                 continue
-            dtype = variable.dtype
-            shape = [-1] + [1] * (len(variable.shape) - 1)
-            skipped = tf.reshape(tf.cast(done - steps, dtype), shape)
-            self._momentums[index].assign(
-                self._momentums[index] * tf.pow(tf.cast(self.beta_1, dtype), skipped))
-            self._velocities[index].assign(
-                self._velocities[index] * tf.pow(tf.cast(self.beta_2, dtype), skipped))
+            m, v = self._momentums[index], self._velocities[index]
             log_decay = self._log_decay[index].value
-            owed = tf.exp(log_decay - self._row_log_decay[index])
-            variable.assign(variable * tf.reshape(tf.cast(owed, dtype), shape))
-            steps.assign(tf.fill(steps.shape, done))
-            self._row_log_decay[index].assign(tf.fill(steps.shape, log_decay))
+            values, m_caught_up, v_caught_up = self._caught_up(
+                variable.value, m.value, v.value, self._row_steps[index].value,
+                log_decay - self._row_log_decay[index].value if self._decays(variable)
+                else None)
+            variable.assign(values)
+            m.assign(m_caught_up)
+            v.assign(v_caught_up)
+            self._mark_rows_current(index, self.iterations, log_decay)

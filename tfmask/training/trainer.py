@@ -684,13 +684,15 @@ def _check_sparse_embedding_update(config, precision, replicas):
     config-only cases are refused by the task's `check`)."""
     if not config.optimizer.sparse_embedding_update:
         return
-    problem = ("mixed_float16's loss scaling makes the embedding gradient dense; set "
-               "runtime.precision: float32 or mixed_bfloat16" if precision == "mixed_float16"
-               else f"{replicas} replicas sum their gradients densely; train on one device"
-               if replicas > 1 else None)
-    if problem:
-        raise ConfigError(f"optimizer.sparse_embedding_update=true cannot take effect: "
-                          f"{problem}, or set it false.")
+    if precision == "mixed_float16":
+        problem = ("mixed_float16's loss scaling makes the embedding gradient dense; set "
+                   "runtime.precision: float32 or mixed_bfloat16")
+    elif replicas > 1:
+        problem = f"{replicas} replicas sum their gradients densely; train on one device"
+    else:
+        return
+    raise ConfigError(f"optimizer.sparse_embedding_update=true cannot take effect: "
+                      f"{problem}, or set it false.")
 
 
 def clip_global_gradients(gradients, clipnorm, loss_scale=None, return_norm=False,
